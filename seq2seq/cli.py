@@ -1,0 +1,109 @@
+"""One entry point: `seq2seq <command>` (also `python -m seq2seq`).
+
+`data`, `train` and `compare` are Hydra applications: they take overrides such as
+`seq2seq train model=transformer_tiny trainer.max_steps=100`. The other commands are ordinary argparse
+commands, one module each under `seq2seq/commands/`, with `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+HYDRA_COMMANDS = {
+    "data": "prepare the corpora and the tokenizer (Hydra overrides)",
+    "train": "train a model (Hydra overrides, e.g. experiment=tiny trainer.max_steps=100)",
+    "compare": "train both architectures on one budget and write a report (Hydra overrides)",
+}
+# name -> (module under seq2seq.commands, one-line help); each module has add_arguments(parser) and run(args)
+ARGPARSE_COMMANDS = {
+    "translate": ("translate", "translate sentences (arguments, stdin or -i FILE)"),
+    "evaluate": ("evaluate", "score a model on the test sets or on your own files"),
+    "attention": ("attention", "draw attention maps for one sentence"),
+    "tokenize": ("tokenize", "show the SentencePiece pieces and ids of a text"),
+    "average": ("average", "average checkpoints (paper §6.1)"),
+    "params": ("params", "print parameter counts of model configs"),
+    "export": ("export", "export a model directory to Hugging Face MarianMT / GPT-2"),
+}
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit status 2."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    from seq2seq.config import ConfigError
+    from seq2seq.data.corpora import DataError
+    from seq2seq.model.directory import ModelDirError
+    from seq2seq.train.checkpoint import CheckpointError
+    from seq2seq.train.trainer import TrainingError
+
+    return UserError, ConfigError, DataError, ModelDirError, CheckpointError, TrainingError
+
+
+def fail(message: str, status: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def run_hydra(command: str, argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    def task(cfg):
+        from seq2seq.config import validate
+
+        try:
+            validate(cfg)
+            output_dir = HydraConfig.get().runtime.output_dir
+            if command == "data":
+                from seq2seq.train.trainer import prepare_data
+
+                prepare_data(cfg)
+            elif command == "train":
+                from seq2seq.train.trainer import train
+
+                train(cfg, output_dir)
+            else:
+                from seq2seq.compare.run import compare
+
+                return compare(cfg, output_dir)
+        except user_errors() as e:
+            fail(str(e))
+
+    config_name = "compare" if command == "compare" else "config"
+    sys.argv = [f"seq2seq {command}", *argv]
+    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in HYDRA_COMMANDS:
+        return run_hydra(argv[0], argv[1:])
+    parser = argparse.ArgumentParser(prog="seq2seq", description="English→French translation with Transformers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in HYDRA_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    modules = {}
+    for name, (module_name, help_text) in ARGPARSE_COMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(f"seq2seq.commands.{module_name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"seq2seq.commands.{module_name}":
+                raise
+            continue  # not built yet
+        modules[name].add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        sys.exit(0)
+    try:
+        modules[args.command].run(args)
+    except user_errors() as e:
+        fail(str(e))
+    except BrokenPipeError:  # `seq2seq translate < big.txt | head -1`
+        sys.stderr.close()
+        sys.exit(0)

@@ -1,0 +1,118 @@
+"""Token-based batches of pairs of similar length (§5.1), for both model kinds.
+
+One bucketing logic serves two layouts of a pair (source ids s, target ids t):
+  * `pair`   (encoder–decoder): src = s <eos>,  decoder input = <bos> t,  labels = t <eos>
+  * `concat` (decoder-only):    input = s <sep> t,  labels = (s <sep> t <eos>) shifted by one; the labels
+    of source positions are PAD (no loss) unless `loss_on_source`.
+A batch holds at most `batch_tokens` tokens counting padding (rows × longest row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
+
+LAYOUTS = ("pair", "concat")
+
+
+@dataclass
+class Batch:
+    """Tensors of one batch. `src` is None for the decoder-only layout."""
+
+    src: torch.Tensor | None  # (B, S)
+    tgt_in: torch.Tensor  # (B, T): decoder input (pair) or the whole sequence (concat)
+    tgt_out: torch.Tensor  # (B, T): next-token labels, PAD = no loss
+    prefix_len: torch.Tensor | None  # (B,): len(s <sep>) for the concat layout
+    src_tokens: int  # non-pad source tokens
+    tgt_tokens: int  # non-pad target tokens (labels that carry a loss, eos included)
+    padded_tokens: int  # rows × columns over all tensors fed to the model
+
+    def to(self, device) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), move(self.prefix_len),
+                     self.src_tokens, self.tgt_tokens, self.padded_tokens)
+
+
+def _pad(rows: list[list[int]], value: int = PAD) -> torch.Tensor:
+    out = np.full((len(rows), max(len(r) for r in rows)), value, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return torch.from_numpy(out)
+
+
+def example_length(src: list[int], tgt: list[int], layout: str) -> int:
+    """Columns a pair occupies in its batch: what bucketing sorts by and budgets."""
+    if layout == "pair":
+        return max(len(src), len(tgt)) + 1
+    return len(src) + len(tgt) + 1
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], layout: str, loss_on_source: bool = False) -> Batch:
+    """Lay out a list of (source ids, target ids) pairs as padded tensors."""
+    if layout == "pair":
+        src = [s + [EOS] for s, _ in pairs]
+        tgt_in = [[BOS] + t for _, t in pairs]
+        tgt_out = [t + [EOS] for _, t in pairs]
+        src_t, in_t, out_t = _pad(src), _pad(tgt_in), _pad(tgt_out)
+        return Batch(src_t, in_t, out_t, None,
+                     src_tokens=sum(map(len, src)), tgt_tokens=sum(map(len, tgt_out)),
+                     padded_tokens=src_t.numel() + in_t.numel())
+    if layout != "concat":
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    seqs = [s + [SEP] + t + [EOS] for s, t in pairs]
+    labels = []
+    for (s, _), seq in zip(pairs, seqs):
+        lab = seq[1:]
+        if not loss_on_source:  # the first len(s) labels predict source tokens and <sep>
+            lab = [PAD] * len(s) + lab[len(s):]
+        labels.append(lab)
+    in_t, out_t = _pad([q[:-1] for q in seqs]), _pad(labels)
+    return Batch(None, in_t, out_t, torch.tensor([len(s) + 1 for s, _ in pairs]),
+                 src_tokens=sum(len(s) + 1 for s, _ in pairs), tgt_tokens=sum(len(t) + 1 for _, t in pairs),
+                 padded_tokens=in_t.numel())
+
+
+class TokenBucketBatcher:
+    """Deterministic token-bucketed batches: sort by length (random tie-break), cut, shuffle the batches.
+
+    Epoch `e` always yields the same batches for the same seed, so a position (epoch, index) is enough
+    to resume mid-epoch.
+    """
+
+    def __init__(self, lengths: list[int] | np.ndarray, batch_tokens: int, seed: int = 1, shuffle: bool = True):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if len(self.lengths) and self.lengths.max() > batch_tokens:
+            raise ValueError(f"batch_tokens={batch_tokens} is smaller than the longest example ({self.lengths.max()})")
+        self.batch_tokens = batch_tokens
+        self.seed = seed
+        self.shuffle = shuffle
+
+    def batches(self, epoch: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        jitter = rng.random(len(self.lengths)) if self.shuffle else np.zeros(len(self.lengths))
+        order = np.lexsort((jitter, self.lengths))
+        batches, start, longest = [], 0, 0
+        for i, idx in enumerate(order):
+            longest_if_added = max(longest, self.lengths[idx])
+            if longest_if_added * (i - start + 1) > self.batch_tokens:
+                batches.append(order[start:i])
+                start, longest_if_added = i, self.lengths[idx]
+            longest = longest_if_added
+        if start < len(order):
+            batches.append(order[start:])
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def padding_ratio(self, epoch: int = 0) -> float:
+        """Share of the batch tensors that is padding, by the bucketing lengths."""
+        real = padded = 0
+        for b in self.batches(epoch):
+            lens = self.lengths[b]
+            real += int(lens.sum())
+            padded += int(lens.max()) * len(lens)
+        return 1.0 - real / max(padded, 1)

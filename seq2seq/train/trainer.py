@@ -1,0 +1,477 @@
+"""The training loop (§5): batches → label-smoothed loss → Adam step on the warm-up schedule →
+validation → checkpoints → averaging (§6.1) → test scores. One loop for both model kinds.
+
+`train(cfg, run_dir)` is a plain function; `seq2seq train` wraps it with Hydra. A run directory that
+already holds checkpoints is resumed: weights, optimizer, step, data position and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
+from seq2seq.data.prepare import manifest_sha256, prepare, read_split
+from seq2seq.data.tokenizer import Tokenizer, tokenizer_path, train_tokenizer
+from seq2seq.evaluate import score, write_lines
+from seq2seq.model.build import build_model, count_parameters
+from seq2seq.model.directory import save_model_dir
+from seq2seq.train import checkpoint
+from seq2seq.train.loss import label_smoothed_loss
+from seq2seq.train.schedule import noam_lr, noam_scale
+from seq2seq.translator import Translator
+
+log = logging.getLogger("seq2seq.train")
+
+
+class TrainingError(Exception):
+    """A run that cannot go on (non-finite losses, unwritable run directory); one line, with a hint."""
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # batches of `epoch` already consumed
+    seconds: float = 0.0
+    tokens: int = 0  # non-pad source + target tokens trained on
+    best_bleu: float = -1.0
+    bad_validations: int = 0
+    history: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+def select_device(tcfg) -> tuple[torch.device, torch.dtype | None]:
+    device = torch.device("cuda" if tcfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if tcfg.device == "auto" else tcfg.device))
+    if device.type == "cuda" and tcfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cpu":
+        torch.set_num_threads(tcfg.threads or os.cpu_count() or 1)
+    precision = tcfg.precision if tcfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    return device, (torch.bfloat16 if precision == "bf16" else None)
+
+
+def ensure_tokenizer(cfg, train_src: list[str], train_tgt: list[str]) -> Tokenizer:
+    path = tokenizer_path(cfg.data.out_dir, cfg.tokenizer)
+    if path.is_file():
+        return Tokenizer(path)
+    log.info("training the %s tokenizer (%d pieces) on %d sentences -> %s", cfg.tokenizer.type,
+             cfg.tokenizer.vocab_size, len(train_src) + len(train_tgt), path)
+    t = cfg.tokenizer
+    return train_tokenizer(train_src + train_tgt, path, t.vocab_size, t.type, t.normalization,
+                           t.character_coverage, t.byte_fallback, t.max_sentences, cfg.seed)
+
+
+def prepare_data(cfg) -> tuple[list[str], list[str], Tokenizer]:
+    """The data step: splits (idempotent) and the tokenizer; returns the training text and the tokenizer."""
+    prepare(cfg.data, log=log.info)
+    train_src, train_tgt = read_sets(cfg.data, active_sets(cfg.data, "train_sets"))
+    return train_src, train_tgt, ensure_tokenizer(cfg, train_src, train_tgt)
+
+
+def active_sets(data_cfg, key: str) -> list[str]:
+    """The configured splits of the corpora this run uses (data.corpora)."""
+    return [s for s in data_cfg[key] if s.split("/")[0] in data_cfg.corpora]
+
+
+def read_sets(data_cfg, names: list[str]) -> tuple[list[str], list[str]]:
+    src, tgt = [], []
+    for name in names:
+        s, t = read_split(data_cfg.out_dir, name, data_cfg.src_lang, data_cfg.tgt_lang)
+        src += s
+        tgt += t
+    return src, tgt
+
+
+def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int) -> list[tuple[list[int], list[int]]]:
+    pairs = list(zip(tokenizer.encode(src), tokenizer.encode(tgt)))
+    kept = [(s, t) for s, t in pairs if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
+    if len(kept) < len(pairs):
+        log.info("skipped %d of %d training pairs longer than trainer.max_len=%d pieces (or empty)",
+                 len(pairs) - len(kept), len(pairs), max_len)
+    return kept
+
+
+class Prefetcher:
+    """Collates batches on a background thread so the step never waits for the CPU-side work."""
+
+    def __init__(self, pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, depth=8):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        args = (pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs)
+        self.thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self.thread.start()
+
+    def _run(self, pairs, batcher, layout, loss_on_source, epoch, index, max_epochs):
+        while not self.stop.is_set() and (max_epochs is None or epoch < max_epochs):
+            batches = batcher.batches(epoch)
+            for i in range(index, len(batches)):
+                item = (epoch, i + 1, len(batches), collate([pairs[j] for j in batches[i]], layout, loss_on_source))
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            epoch, index = epoch + 1, 0
+        self.queue.put(None)
+
+    def get(self):
+        return self.queue.get()
+
+    def close(self):
+        self.stop.set()
+
+
+class StopRequest:
+    """SIGINT/SIGTERM: finish the current step, checkpoint, exit. A second SIGINT exits at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("%s received: finishing this step and writing a checkpoint (Ctrl-C again to quit now)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------------------- loop
+
+def train(cfg, run_dir: str | os.PathLike) -> dict:
+    """Train the configured model in `run_dir` (resuming if it holds checkpoints); return results.json."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    except OSError as e:
+        raise TrainingError(f"run directory {run_dir} is not writable: {e.strerror}") from None
+    handler = attach_log_file(run_dir / "train.log")
+    try:
+        return _train(cfg, run_dir, ckpt_dir)
+    finally:
+        logging.getLogger("seq2seq").removeHandler(handler)
+        handler.close()
+
+
+def attach_log_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("seq2seq")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
+    tcfg, mcfg = cfg.trainer, cfg.model
+    torch.manual_seed(cfg.seed)
+    device, amp_dtype = select_device(tcfg)
+
+    train_src, train_tgt, tokenizer = prepare_data(cfg)
+    shutil.copyfile(tokenizer.path, run_dir / "spm.model")
+    pairs = encode_pairs(tokenizer, train_src, train_tgt, tcfg.max_len)
+    layout = "pair" if mcfg.kind == "transformer" else "concat"
+    loss_on_source = bool(mcfg.get("loss_on_source", False))
+    lengths = [example_length(s, t, layout) for s, t in pairs]
+    batcher = TokenBucketBatcher(lengths, tcfg.batch_tokens, seed=cfg.seed)
+    log.info("%d training pairs, %d batches an epoch, %.1f%% padding", len(pairs), len(batcher.batches(0)),
+             100 * batcher.padding_ratio(0))
+    valid_sets = {name: read_sets(cfg.data, [name]) for name in active_sets(cfg.data, "valid_sets")}
+
+    model = build_model(mcfg, len(tokenizer)).to(device)
+    n_params = count_parameters(model)
+    log.info("model %s: %s parameters on %s (%s)", cfg.model_name if "model_name" in cfg else mcfg.kind,
+             f"{n_params:,}", device, "bf16 autocast" if amp_dtype else "fp32")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=tuple(tcfg.adam_betas), eps=tcfg.adam_eps,
+                                 weight_decay=tcfg.weight_decay, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+    lr_scale = noam_scale(mcfg.d_model, tcfg.warmup, tcfg.peak_lr, tcfg.lr_scale)
+
+    progress = Progress()
+    resumed = checkpoint.latest_loadable(ckpt_dir, warn=log.warning)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        progress = Progress(**resumed["progress"])
+        torch.set_rng_state(resumed["rng"]["torch"])
+        if device.type == "cuda" and resumed["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(resumed["rng"]["cuda"])
+        log.info("resumed from step %d (epoch %d, batch %d)", progress.step, progress.epoch, progress.batch_index)
+    elif tcfg.init_from:
+        init_weights_from(model, tcfg.init_from)
+    step_logits = torch.compile(model.logits) if tcfg.compile else model.logits
+
+    budget_s = tcfg.max_minutes * 60 if tcfg.max_minutes else math.inf
+    max_epochs = tcfg.max_epochs
+    prefetch = Prefetcher(pairs, batcher, layout, loss_on_source, progress.epoch, progress.batch_index, max_epochs)
+    writer = tensorboard_writer(run_dir)
+    bar = progress_bar(tcfg, progress)
+    running_loss = torch.zeros((), device=device)
+    running_tokens = 0
+    nonfinite = 0
+    last_saved = progress.step
+    stop_reason = None
+    t_start = time.perf_counter() - progress.seconds
+    with StopRequest() as stop:
+        while stop_reason is None:
+            if progress.step >= tcfg.max_steps:
+                stop_reason = f"max_steps={tcfg.max_steps}"
+                break
+            if progress.seconds >= budget_s:
+                stop_reason = f"max_minutes={tcfg.max_minutes}"
+                break
+            micro = [prefetch.get() for _ in range(tcfg.accumulate)]
+            if any(m is None for m in micro):
+                stop_reason = f"max_epochs={max_epochs}"
+                break
+            model.train()
+            lr = noam_lr(progress.step + 1, mcfg.d_model, tcfg.warmup, lr_scale)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_tokens = sum(m[3].tgt_tokens for m in micro)
+            step_loss = torch.zeros((), device=device)
+            for _, _, _, batch in micro:
+                batch = batch.to(device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = step_logits(batch)
+                loss, nll = label_smoothed_loss(logits, batch.tgt_out, tcfg.label_smoothing)
+                (loss / step_tokens).backward()
+                step_loss += nll.detach()
+            if not torch.isfinite(step_loss):
+                nonfinite += 1
+                optimizer.zero_grad(set_to_none=True)
+                log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, nonfinite)
+                if nonfinite >= tcfg.nonfinite_limit:
+                    raise TrainingError(f"{nonfinite} non-finite losses in a row up to step {progress.step + 1}: "
+                                        "lower the learning rate (trainer.peak_lr) or check the data")
+                continue
+            nonfinite = 0
+            if tcfg.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            epoch, index, n_batches, _ = micro[-1]
+            progress.step += 1
+            progress.epoch, progress.batch_index = (epoch, index) if index < n_batches else (epoch + 1, 0)
+            progress.tokens += sum(m[3].src_tokens + m[3].tgt_tokens for m in micro)
+            progress.seconds = time.perf_counter() - t_start
+            running_loss += step_loss
+            running_tokens += step_tokens
+            bar.update(1)
+
+            if progress.step % tcfg.log_every == 0:
+                train_nll = running_loss.item() / max(running_tokens, 1)
+                running_loss.zero_()
+                running_tokens = 0
+                tps = progress.tokens / max(progress.seconds, 1e-9)
+                bar.set_postfix(loss=f"{train_nll:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
+                                left=f"{max(budget_s - progress.seconds, 0) / 60:.1f}m" if budget_s < math.inf else None)
+                log.debug("step %d nll %.4f lr %.3e tokens/s %.0f", progress.step, train_nll, lr, tps)
+                if writer:
+                    writer.add_scalar("train/nll", train_nll, progress.step)
+                    writer.add_scalar("train/lr", lr, progress.step)
+                    writer.add_scalar("train/tokens_per_s", tps, progress.step)
+            if progress.step % tcfg.valid_every == 0:
+                if validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device, amp_dtype,
+                            progress, ckpt_dir, writer):
+                    stop_reason = f"no BLEU improvement in {tcfg.patience} validations"
+            if progress.step % tcfg.save_every == 0 or stop_reason or stop.requested:
+                save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last)
+                last_saved = progress.step
+            if stop.requested:
+                stop_reason = "interrupted"
+        prefetch.close()
+        bar.close()
+        if last_saved != progress.step:
+            save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last)
+    log.info("training stopped at step %d after %.1f min (%s)", progress.step, progress.seconds / 60, stop_reason)
+    if stop_reason == "interrupted":
+        log.warning("checkpoint written at step %d; run the same command again to resume", progress.step)
+        raise SystemExit(130)
+
+    weights, weights_from = final_weights(model, ckpt_dir, tcfg.average_last)
+    log.info("model/ holds %s", weights_from)
+    save_model_dir(run_dir / "model", weights, mcfg, len(tokenizer), tokenizer.path)
+    model.load_state_dict(weights)
+    results = {
+        "model": {"name": model_name(cfg), "kind": mcfg.kind, "params": n_params, "weights": weights_from},
+        "data": {"manifest_sha256": manifest_sha256(cfg.data.out_dir), "train_pairs": len(pairs)},
+        "train": {"steps": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens,
+                  "tokens_per_s": round(progress.tokens / max(progress.seconds, 1e-9), 1), "stopped_by": stop_reason,
+                  "history": progress.history},
+        "test": test_scores(Translator(model, tokenizer, device), cfg, run_dir),
+        "env": environment(device),
+    }
+    checkpoint.atomic_write(run_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+    log.info("results: %s", run_dir / "results.json")
+    return results
+
+
+def model_name(cfg) -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices["model"]
+    except Exception:  # composed without a Hydra run (tests, notebooks)
+        return cfg.get("model_name", cfg.model.kind)
+
+
+def init_weights_from(model, path) -> None:
+    path = Path(path)
+    state = checkpoint.load(path / "model.pt" if path.is_dir() else path)["model"]
+    model.load_state_dict(state)
+    log.info("initialised weights from %s (fresh optimizer and schedule)", path)
+
+
+def save_checkpoint(model, optimizer, progress: Progress, ckpt_dir: Path, keep_last: int) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "progress": asdict(progress),
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+    }
+    try:
+        checkpoint.save(state, checkpoint.step_path(ckpt_dir, progress.step))
+    except OSError as e:
+        raise TrainingError(f"cannot write a checkpoint in {ckpt_dir} ({e.strerror}); "
+                            "the previous checkpoint is intact") from None
+    checkpoint.prune(ckpt_dir, keep_last)
+
+
+def final_weights(model, ckpt_dir: Path, average_last: int) -> tuple[dict, str]:
+    """§6.1: the mean of the last `average_last` checkpoints, else the best by validation BLEU, else the last."""
+    steps = checkpoint.list_steps(ckpt_dir)
+    if average_last > 1 and len(steps) > 1:
+        chosen = steps[-average_last:]
+        return checkpoint.average(chosen), f"the average of {len(chosen)} checkpoints ({', '.join(p.name for p in chosen)})"
+    best = ckpt_dir / "best.pt"
+    if best.is_file():
+        return checkpoint.load(best)["model"], "the best checkpoint by validation BLEU"
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, "the last weights"
+
+
+@torch.no_grad()
+def validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device, amp_dtype, progress, ckpt_dir, writer) -> bool:
+    """Validation loss on every set, greedy BLEU on the first sentences of each; keeps the best model.
+    Returns True when early stopping says stop."""
+    model.eval()
+    entry = {"step": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens, "sets": {}}
+    translator = Translator(model, tokenizer, device)
+    for name, (src, tgt) in valid_sets.items():
+        pairs = list(zip(tokenizer.encode(src), tokenizer.encode(tgt)))
+        nll = n = 0.0
+        for start in range(0, len(pairs), 128):
+            batch = collate(pairs[start:start + 128], layout, loss_on_source).to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model.logits(batch)
+            nll += label_smoothed_loss(logits, batch.tgt_out, 0.0)[1].item()
+            n += batch.tgt_tokens
+        k = tcfg.valid_max_sentences or len(src)
+        hyps = translator.translate(src[:k], temperature=0.0, batch_tokens=4096)
+        entry["sets"][name] = {"nll": round(nll / n, 4), "ppl": round(math.exp(min(nll / n, 50)), 2),
+                               "bleu": score(hyps, tgt[:k])["bleu"]}
+    entry["bleu"] = round(sum(s["bleu"] for s in entry["sets"].values()) / len(entry["sets"]), 2)
+    entry["nll"] = round(sum(s["nll"] for s in entry["sets"].values()) / len(entry["sets"]), 4)
+    progress.history.append(entry)
+    log.info("step %d validation: nll %.3f, greedy BLEU %s", progress.step, entry["nll"],
+             ", ".join(f"{k} {v['bleu']:.1f}" for k, v in entry["sets"].items()))
+    if writer:
+        writer.add_scalar("valid/nll", entry["nll"], progress.step)
+        writer.add_scalar("valid/bleu", entry["bleu"], progress.step)
+    if entry["bleu"] > progress.best_bleu:
+        progress.best_bleu, progress.bad_validations = entry["bleu"], 0
+        checkpoint.save({"model": model.state_dict(), "step": progress.step, "bleu": entry["bleu"]}, ckpt_dir / "best.pt")
+    else:
+        progress.bad_validations += 1
+    model.train()
+    return tcfg.patience > 0 and progress.bad_validations >= tcfg.patience
+
+
+def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
+    """Beam search (§6.1) on every configured test set; hypotheses written beside the scores."""
+    tcfg, out = cfg.trainer, {}
+    for name in active_sets(cfg.data, "test_sets"):
+        src, ref = read_sets(cfg.data, [name])
+        if tcfg.test_max_sentences:
+            src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
+        t0 = time.perf_counter()
+        hyps = translator.translate(src, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen, batch_tokens=6000)
+        seconds = time.perf_counter() - t0
+        write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
+        out[name] = {**score(hyps, ref), "beam": tcfg.final_beam, "seconds": round(seconds, 1)}
+    if out:
+        print_table(out)
+    return out
+
+
+def print_table(test: dict) -> None:
+    lines = [f"{'test set':<28} {'BLEU':>6} {'chrF':>6} {'n':>6}"]
+    lines += [f"{name:<28} {s['bleu']:>6.2f} {s['chrf']:>6.2f} {s['n']:>6}" for name, s in test.items()]
+    sig = next(iter(test.values()))["signature"]
+    lines += [f"BLEU: {sig['bleu']}", f"chrF: {sig['chrf']}"]
+    print("\n".join(lines), flush=True)
+    log.info("test scores\n%s", "\n".join(lines))
+
+
+def environment(device) -> dict:
+    import sacrebleu
+    import sentencepiece
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"git_sha": sha, "torch": torch.__version__, "sacrebleu": sacrebleu.__version__,
+            "sentencepiece": sentencepiece.__version__, "device": f"{device.type}: {name}",
+            "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def progress_bar(tcfg, progress: Progress):
+    from tqdm import tqdm
+
+    return tqdm(total=tcfg.max_steps if not tcfg.max_minutes else None, initial=progress.step, unit="step",
+                dynamic_ncols=True, mininterval=2.0, disable=None)

@@ -1,0 +1,126 @@
+"""Search strategies on a fake model with fixed per-step probabilities, and on a real tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seq2seq.data.tokenizer import BOS, EOS, PAD
+from seq2seq.decode.search import beam_search, greedy, length_penalty, sample
+from seq2seq.model.build import build_model
+from tests.conftest import compose_config
+
+V = 10
+
+
+class FixedModel:
+    """Next-token probabilities depend only on the prefix, from a table {prefix tuple: {token: p}};
+    the rest of the mass is spread evenly over the other tokens."""
+
+    decoder_start_id = BOS
+
+    def __init__(self, table, default=None):
+        self.table, self.default = table, default or {}
+
+    @staticmethod
+    def source_lengths(src):
+        return (src != PAD).sum(1) - 1
+
+    class State:
+        def reorder(self, index):
+            pass
+
+    def begin(self, src, use_cache=True):
+        return self.State()
+
+    def step(self, state, prefix):
+        rows = []
+        for p in prefix.tolist():
+            probs = dict(self.table.get(tuple(p[1:]), self.default))
+            rest = (1.0 - sum(probs.values())) / (V - len(probs))
+            rows.append([math.log(probs.get(i, rest)) if probs.get(i, rest) > 0 else -1e9 for i in range(V)])
+        return torch.tensor(rows)
+
+
+def lengthpen_model():
+    # Either stop at once (p=0.5, empty output) or say "5 6" (0.48 · 0.9, then <eos> 0.9).
+    return FixedModel({(): {EOS: 0.5, 5: 0.48}, (5,): {6: 0.9}, (5, 6): {EOS: 0.9}})
+
+
+def test_length_penalty_changes_the_winner_as_computed_by_hand():
+    src = torch.tensor([[7, 7, 3]])
+    short, long = math.log(0.5), math.log(0.48) + 2 * math.log(0.9)
+    assert short > long  # without a length penalty the empty output wins ...
+    best = beam_search(lengthpen_model(), src, beam=2, lenpen=0.0)[0][0]
+    assert best.tokens == [] and best.score == pytest.approx(short, abs=1e-5)
+    # ... with alpha = 1.5, lp(3) = (8/6)^1.5 makes the longer one win: -0.944 / 1.540 > -0.693
+    assert long / length_penalty(3, 1.5) > short / length_penalty(1, 1.5)
+    best = beam_search(lengthpen_model(), src, beam=2, lenpen=1.5)[0][0]
+    assert best.tokens == [5, 6] and best.score == pytest.approx(long / length_penalty(3, 1.5), abs=1e-5)
+    assert best.logprob == pytest.approx(long, abs=1e-5)
+
+
+def test_nbest_lists_are_sorted_and_bounded_by_the_beam():
+    hyps = beam_search(lengthpen_model(), torch.tensor([[7, 3]]), beam=3, lenpen=0.0, nbest=3)[0]
+    assert len(hyps) == 3 and [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    with pytest.raises(ValueError, match="nbest"):
+        beam_search(lengthpen_model(), torch.tensor([[7, 3]]), beam=2, nbest=3)
+
+
+@pytest.mark.parametrize("a,b", [(1.0, 0), (0.0, 3), (2.0, 1)])
+def test_max_length_cutoff_holds(a, b):
+    never_stops = FixedModel({}, default={EOS: 0.0, 5: 0.9})
+    src = torch.tensor([[7, 7, 7, 3], [7, 3, PAD, PAD]])
+    limits = [int(3 * a + b), int(1 * a + b)]
+    for hyps, limit in zip(beam_search(never_stops, src, beam=2, max_len_a=a, max_len_b=b), limits):
+        assert len(hyps[0].tokens) == max(limit, 1)
+    for hyp, limit in zip(greedy(never_stops, src, max_len_a=a, max_len_b=b), limits):
+        assert len(hyp.tokens) == max(limit, 1)
+
+
+def random_tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return build_model(compose_config("model=transformer_tiny").model, 40).eval()
+
+
+def test_beam_one_equals_greedy_on_a_real_model():
+    model = random_tiny_model()
+    src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD], [13, 3, PAD, PAD, PAD]])
+    g = greedy(model, src, max_len_b=12)
+    b = beam_search(model, src, beam=1, lenpen=0.0, max_len_b=12)
+    for hg, (hb,) in zip(g, b):
+        assert hg.tokens == hb.tokens
+        assert hg.logprob == pytest.approx(hb.logprob, abs=1e-4)
+
+
+def test_cached_and_uncached_search_agree():
+    model = random_tiny_model(1)
+    src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
+    cached = beam_search(model, src, beam=3, max_len_b=10, use_cache=True, nbest=3)
+    plain = beam_search(model, src, beam=3, max_len_b=10, use_cache=False, nbest=3)
+    for hc, hp in zip(cached, plain):
+        assert [h.tokens for h in hc] == [h.tokens for h in hp]
+        assert [h.score for h in hc] == pytest.approx([h.score for h in hp], abs=1e-5)
+
+
+def test_a_mixed_length_batch_decodes_as_each_sentence_alone():
+    model = random_tiny_model(2)
+    sentences = [[7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17]]
+    batch = beam_search(model, model.make_source(sentences), beam=3, max_len_b=10)
+    for sent, hyps in zip(sentences, batch):
+        alone = beam_search(model, model.make_source([sent]), beam=3, max_len_b=10)[0]
+        assert hyps[0].tokens == alone[0].tokens
+        assert hyps[0].score == pytest.approx(alone[0].score, abs=1e-5)
+
+
+def test_sampling_is_reproducible_and_temperature_zero_is_greedy():
+    model = random_tiny_model(3)
+    src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
+    draw = lambda seed: [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(seed), max_len_b=10)]  # noqa: E731
+    assert draw(5) == draw(5)
+    cold = sample(model, src, temperature=1e-4, generator=torch.Generator().manual_seed(0), max_len_b=10)
+    assert [h.tokens for h in cold] == [h.tokens for h in greedy(model, src, max_len_b=10)]
+    top1 = sample(model, src, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0), max_len_b=10)
+    assert [h.tokens for h in top1] == [h.tokens for h in greedy(model, src, max_len_b=10)]
