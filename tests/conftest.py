@@ -48,4 +48,29 @@ def toy_tokenizer(tmp_path_factory):
 
     pairs = toy_pairs(2000)
     path = tmp_path_factory.mktemp("spm") / "toy.model"
-    return train_tokenizer([s for p in pairs for s in p], path, vocab_size=300)
+    return train_tokenizer([s for p in pairs for s in p], path, vocab_size=400)
+
+
+def write_toy_raw_corpus(raw: Path, n_tatoeba: int = 600, n_multi30k: int = 300) -> Path:
+    """A tiny corpus in the layout of ../shared/data (no SHA256SUMS, so nothing to verify)."""
+    import gzip
+
+    (raw / "tatoeba").mkdir(parents=True, exist_ok=True)
+    (raw / "multi30k").mkdir(parents=True, exist_ok=True)
+    with gzip.open(raw / "tatoeba" / "fra-eng.tsv.gz", "wt", encoding="utf-8") as f:
+        f.writelines(f"{en}\t{fr}\n" for en, fr in toy_pairs(n_tatoeba, seed=1))
+    sizes = {"train": n_multi30k, "val": 40, "test_2016_flickr": 30, "test_2017_flickr": 30}
+    for i, (split, n) in enumerate(sizes.items()):
+        pairs = toy_pairs(n, seed=10 + i)
+        for lang, k in (("en", 0), ("fr", 1)):
+            with gzip.open(raw / "multi30k" / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
+                f.writelines(p[k] + "\n" for p in pairs)
+    return raw
+
+
+@pytest.fixture
+def toy_data_overrides(tmp_path):
+    """Hydra overrides that point the data step at a freshly written toy corpus under tmp_path."""
+    raw = write_toy_raw_corpus(tmp_path / "raw")
+    return [f"data.raw_dir={raw}", f"data.out_dir={tmp_path / 'data'}", "data.download=false",
+            "data.split.valid_sentences=20", "data.split.test_sentences=20"]

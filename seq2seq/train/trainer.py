@@ -214,7 +214,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
 
     model = build_model(mcfg, len(tokenizer)).to(device)
     n_params = count_parameters(model)
-    log.info("model %s: %s parameters on %s (%s)", cfg.model_name if "model_name" in cfg else mcfg.kind,
+    log.info("model %s: %s parameters on %s (%s)", mcfg.get("name", mcfg.kind),
              f"{n_params:,}", device, "bf16 autocast" if amp_dtype else "fp32")
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=tuple(tcfg.adam_betas), eps=tcfg.adam_eps,
                                  weight_decay=tcfg.weight_decay, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
@@ -328,7 +328,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
     save_model_dir(run_dir / "model", weights, mcfg, len(tokenizer), tokenizer.path)
     model.load_state_dict(weights)
     results = {
-        "model": {"name": model_name(cfg), "kind": mcfg.kind, "params": n_params, "weights": weights_from},
+        "model": {"name": mcfg.get("name", mcfg.kind), "kind": mcfg.kind, "params": n_params, "weights": weights_from},
         "data": {"manifest_sha256": manifest_sha256(cfg.data.out_dir), "train_pairs": len(pairs)},
         "train": {"steps": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens,
                   "tokens_per_s": round(progress.tokens / max(progress.seconds, 1e-9), 1), "stopped_by": stop_reason,
@@ -339,15 +339,6 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
     checkpoint.atomic_write(run_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     log.info("results: %s", run_dir / "results.json")
     return results
-
-
-def model_name(cfg) -> str:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.get().runtime.choices["model"]
-    except Exception:  # composed without a Hydra run (tests, notebooks)
-        return cfg.get("model_name", cfg.model.kind)
 
 
 def init_weights_from(model, path) -> None:
