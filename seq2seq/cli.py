@@ -50,8 +50,12 @@ def fail(message: str, status: int = 2):
 
 
 def run_hydra(command: str, argv: list[str]) -> None:
+    import logging
+
     import hydra
     from hydra.core.hydra_config import HydraConfig
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s | %(message)s", datefmt="%H:%M:%S")
 
     def task(cfg):
         from seq2seq.config import validate
