@@ -3,7 +3,7 @@
 They drive any model that offers `decoder_start_id`, `source_lengths(src)`, `begin(src, use_cache)` →
 state (with `reorder(index)`), and `step(state, prefix)` → next-token logits: the encoder–decoder and the
 decoder-only model alike. Output length (pieces before <eos>) is capped at a · source length + b (the
-paper: a=1, b=50, §6.1).
+paper: a=1, b=50, §6.1), and at `model.max_target_pieces(src)` when the model defines it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def length_penalty(length: torch.Tensor | int, alpha: float):
 
 
 def max_lengths(model, src: torch.Tensor, a: float, b: int) -> torch.Tensor:
-    return (model.source_lengths(src).float() * a + b).long().clamp(min=1)
+    limit = (model.source_lengths(src).float() * a + b).long().clamp(min=1)
+    room = getattr(model, "max_target_pieces", None)  # optional: the pieces the decoder's positions hold
+    return limit if room is None else limit.clamp(max=room(src))
 
 
 def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

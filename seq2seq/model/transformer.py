@@ -91,6 +91,10 @@ class EncoderDecoder(nn.Module):
         """The longest source the encoder's positions hold (<eos> included)."""
         return self.src_embed.max_positions - 1
 
+    def max_target_pieces(self, src: torch.Tensor) -> int:
+        """The most pieces the decoder's positions hold before <eos> (<bos> takes one)."""
+        return self.tgt_embed.max_positions - 1
+
     @staticmethod
     def source_lengths(src: torch.Tensor) -> torch.Tensor:
         """Source pieces per row, <eos> and padding not counted."""
