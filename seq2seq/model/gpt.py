@@ -111,6 +111,10 @@ class DecoderOnly(nn.Module):
         """Positions hold the source, <sep> and the output: room for an output as long as the source."""
         return (self.embed.max_positions - 1) // 2
 
+    def max_target_pieces(self, src: torch.Tensor) -> torch.Tensor:
+        """Per row, the most pieces the positions hold after the source and <sep>, before <eos>."""
+        return self.embed.max_positions - 1 - self.source_lengths(src)
+
     @staticmethod
     def source_lengths(src: torch.Tensor) -> torch.Tensor:
         return (src != PAD).sum(1)
