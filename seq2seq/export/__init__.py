@@ -1,0 +1,52 @@
+"""Export a model directory to other toolkits (issue 7 §2).
+
+    hf   Hugging Face `transformers`: MarianMT for the encoder–decoder (marian.py), GPT-2 for the
+         decoder-only model where its architecture allows (gpt2.py)
+    ct2  CTranslate2, converted from the MarianMT export (ct2.py)
+
+`transformers` (and `ctranslate2` for ct2) are optional: the `dev` / `bench` extras install them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FORMATS = ("hf", "ct2")
+
+
+class ExportError(Exception):
+    """A model that cannot be exported exactly, or a missing optional package; the message says why."""
+
+
+def require(package: str):
+    """Import an optional package or raise ExportError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise ExportError(f"export needs the `{package}` package: pip install '{package}' "
+                          "(or the project's `bench` extra)") from None
+
+
+def export(model_dir, fmt: str, out, quantization: str | None = None) -> Path:
+    """Export the model directory `model_dir` to `out` in format `fmt`; returns `out`."""
+    from seq2seq.model.directory import load_model_dir
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if quantization and fmt != "ct2":
+        raise ExportError("--quantization applies to --format ct2 only")
+    model, tokenizer, cfg = load_model_dir(model_dir)
+    out = Path(out)
+    if fmt == "hf":
+        if cfg.kind == "gpt":
+            from seq2seq.export.gpt2 import save_gpt2
+
+            return save_gpt2(model, cfg, tokenizer, out)
+        from seq2seq.export.marian import save_marian
+
+        return save_marian(model, cfg, tokenizer, out)
+    from seq2seq.export.ct2 import save_ct2
+
+    return save_ct2(model, cfg, tokenizer, out, quantization)
