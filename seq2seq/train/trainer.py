@@ -253,6 +253,9 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
             if progress.seconds >= budget_s:
                 stop_reason = f"max_minutes={tcfg.max_minutes}"
                 break
+            if tcfg.max_tokens and progress.tokens >= tcfg.max_tokens:
+                stop_reason = f"max_tokens={tcfg.max_tokens}"
+                break
             micro = [prefetch.get() for _ in range(tcfg.accumulate)]
             if any(m is None for m in micro):
                 stop_reason = f"max_epochs={max_epochs}"
