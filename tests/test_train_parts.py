@@ -104,3 +104,12 @@ def test_bucketing_respects_the_budget_covers_every_example_and_is_deterministic
     assert example_length([1, 2], [3], "pair") == 3 and example_length([1, 2], [3], "concat") == 4
     with pytest.raises(ValueError, match="batch_tokens"):
         TokenBucketBatcher([600], 500)
+
+
+def test_label_smoothed_loss_matches_torch_cross_entropy():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 5, 11), torch.randint(0, 11, (3, 5))
+    loss, _ = label_smoothed_loss(logits, labels, 0.1)
+    expected = torch.nn.functional.cross_entropy(logits.view(-1, 11), labels.view(-1), ignore_index=PAD,
+                                                 label_smoothing=0.1, reduction="sum")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -9,7 +9,7 @@ A batch holds at most `batch_tokens` tokens counting padding (rows × longest ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,11 +30,17 @@ class Batch:
     src_tokens: int  # non-pad source tokens
     tgt_tokens: int  # non-pad target tokens (labels that carry a loss, eos included)
     padded_tokens: int  # rows × columns over all tensors fed to the model
+    length_products: tuple[int, int, int] = (0, 0, 0)  # (Σ src², Σ tgt², Σ src·tgt) or (Σ len², 0, 0): attention FLOPs
+
+    def _apply(self, fn) -> "Batch":
+        tensors = {k: None if getattr(self, k) is None else fn(getattr(self, k)) for k in ("src", "tgt_in", "tgt_out", "prefix_len")}
+        return replace(self, **tensors)
 
     def to(self, device) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), move(self.prefix_len),
-                     self.src_tokens, self.tgt_tokens, self.padded_tokens)
+        return self._apply(lambda t: t.to(device, non_blocking=True))
+
+    def pin_memory(self) -> "Batch":
+        return self._apply(torch.Tensor.pin_memory)
 
 
 def _pad(rows: list[list[int]], value: int = PAD) -> torch.Tensor:
@@ -58,9 +64,11 @@ def collate(pairs: list[tuple[list[int], list[int]]], layout: str, loss_on_sourc
         tgt_in = [[BOS] + t for _, t in pairs]
         tgt_out = [t + [EOS] for _, t in pairs]
         src_t, in_t, out_t = _pad(src), _pad(tgt_in), _pad(tgt_out)
+        products = (sum(len(s) ** 2 for s in src), sum(len(t) ** 2 for t in tgt_in),
+                    sum(len(s) * len(t) for s, t in zip(src, tgt_in)))
         return Batch(src_t, in_t, out_t, None,
                      src_tokens=sum(map(len, src)), tgt_tokens=sum(map(len, tgt_out)),
-                     padded_tokens=src_t.numel() + in_t.numel())
+                     padded_tokens=src_t.numel() + in_t.numel(), length_products=products)
     if layout != "concat":
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     seqs = [s + [SEP] + t + [EOS] for s, t in pairs]

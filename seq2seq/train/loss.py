@@ -1,22 +1,27 @@
 """Label-smoothed cross-entropy (§5.4, ε_ls = 0.1).
 
-The target distribution puts 1 − ε on the reference piece and spreads ε uniformly over all V pieces
-(as `torch.nn.functional.cross_entropy(label_smoothing=ε)` does; fairseq spreads it over V − 1).
-Positions whose label is PAD carry no loss.
+The target distribution puts 1 − ε on the reference piece and spreads ε uniformly over all V pieces,
+as `torch.nn.functional.cross_entropy(label_smoothing=ε)` does (fairseq spreads it over V − 1):
+
+    loss = (1 − ε) · (−log p(y)) + ε · mean_v(−log p(v))
+
+computed from one log-softmax. Positions whose label is PAD carry no loss.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from seq2seq.data.tokenizer import PAD
 
 
 def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed smoothed loss and summed plain NLL over non-pad labels (divide by their count for means)."""
-    flat_logits, flat_labels = logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1)
-    loss = F.cross_entropy(flat_logits, flat_labels, ignore_index=PAD, label_smoothing=epsilon, reduction="sum")
-    with torch.no_grad():
-        nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=PAD, reduction="sum")
-    return loss, nll
+    lprobs = logits.float().log_softmax(-1)
+    keep = labels != PAD
+    nll = -lprobs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    nll = nll.masked_fill(~keep, 0.0).sum()
+    if epsilon == 0:
+        return nll, nll.detach()
+    uniform = -lprobs.mean(-1).masked_fill(~keep, 0.0).sum()
+    return (1 - epsilon) * nll + epsilon * uniform, nll.detach()

@@ -31,6 +31,7 @@ from seq2seq.evaluate import score, write_lines
 from seq2seq.model.build import build_model, count_parameters
 from seq2seq.model.directory import save_model_dir
 from seq2seq.train import checkpoint
+from seq2seq.train.flops import FlopCounter
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
 from seq2seq.translator import Translator
@@ -51,6 +52,8 @@ class Progress:
     batch_index: int = 0  # batches of `epoch` already consumed
     seconds: float = 0.0
     tokens: int = 0  # non-pad source + target tokens trained on
+    flops: float = 0.0  # model FLOPs (seq2seq/train/flops.py)
+    skipped: int = 0  # updates skipped for a non-finite loss
     best_bleu: float = -1.0
     bad_validations: int = 0
     history: list = field(default_factory=list)
@@ -113,9 +116,10 @@ def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int) -> lis
 class Prefetcher:
     """Collates batches on a background thread so the step never waits for the CPU-side work."""
 
-    def __init__(self, pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, depth=8):
+    def __init__(self, pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, pin=False, depth=8):
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
+        self.pin = pin
         args = (pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs)
         self.thread = threading.Thread(target=self._run, args=args, daemon=True)
         self.thread.start()
@@ -124,7 +128,8 @@ class Prefetcher:
         while not self.stop.is_set() and (max_epochs is None or epoch < max_epochs):
             batches = batcher.batches(epoch)
             for i in range(index, len(batches)):
-                item = (epoch, i + 1, len(batches), collate([pairs[j] for j in batches[i]], layout, loss_on_source))
+                batch = collate([pairs[j] for j in batches[i]], layout, loss_on_source)
+                item = (epoch, i + 1, len(batches), batch.pin_memory() if self.pin else batch)
                 while not self.stop.is_set():
                     try:
                         self.queue.put(item, timeout=0.1)
@@ -214,11 +219,13 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
 
     model = build_model(mcfg, len(tokenizer)).to(device)
     n_params = count_parameters(model)
-    log.info("model %s: %s parameters on %s (%s)", mcfg.get("name", mcfg.kind),
-             f"{n_params:,}", device, "bf16 autocast" if amp_dtype else "fp32")
+    log.info("model %s: %s parameters on %s (%s)", mcfg.get("name", mcfg.kind), f"{n_params:,}", device,
+             "bf16 autocast" if amp_dtype else "fp32")
+    # Fused Adam skips an update on the device when `found_inf` is set, so a non-finite loss needs no host sync.
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=tuple(tcfg.adam_betas), eps=tcfg.adam_eps,
-                                 weight_decay=tcfg.weight_decay, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+                                 weight_decay=tcfg.weight_decay, fused=True)
     lr_scale = noam_scale(mcfg.d_model, tcfg.warmup, tcfg.peak_lr, tcfg.lr_scale)
+    count_flops = FlopCounter(model)
 
     progress = Progress()
     resumed = checkpoint.latest_loadable(ckpt_dir, warn=log.warning)
@@ -235,30 +242,27 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
     step_logits = torch.compile(model.logits) if tcfg.compile else model.logits
 
     budget_s = tcfg.max_minutes * 60 if tcfg.max_minutes else math.inf
-    max_epochs = tcfg.max_epochs
-    prefetch = Prefetcher(pairs, batcher, layout, loss_on_source, progress.epoch, progress.batch_index, max_epochs)
+    prefetch = Prefetcher(pairs, batcher, layout, loss_on_source, progress.epoch, progress.batch_index,
+                          tcfg.max_epochs, pin=device.type == "cuda")
     writer = tensorboard_writer(run_dir)
     bar = progress_bar(tcfg, progress)
+    sync_every = 1 if device.type == "cpu" else tcfg.log_every  # host syncs stall a GPU: batch them
     running_loss = torch.zeros((), device=device)
     running_tokens = 0
-    nonfinite = 0
+    nonfinite_run = torch.zeros((), device=device)  # consecutive non-finite losses, counted on the device
+    nonfinite_total = torch.zeros((), device=device)
     last_saved = progress.step
     stop_reason = None
-    t_start = time.perf_counter() - progress.seconds
+    t_wall = time.perf_counter()
     with StopRequest() as stop:
+        t_last = time.perf_counter()  # the budget counts training steps, not validation or checkpoint writes
         while stop_reason is None:
-            if progress.step >= tcfg.max_steps:
-                stop_reason = f"max_steps={tcfg.max_steps}"
-                break
-            if progress.seconds >= budget_s:
-                stop_reason = f"max_minutes={tcfg.max_minutes}"
-                break
-            if tcfg.max_tokens and progress.tokens >= tcfg.max_tokens:
-                stop_reason = f"max_tokens={tcfg.max_tokens}"
+            stop_reason = budget_reached(tcfg, progress, budget_s)
+            if stop_reason:
                 break
             micro = [prefetch.get() for _ in range(tcfg.accumulate)]
             if any(m is None for m in micro):
-                stop_reason = f"max_epochs={max_epochs}"
+                stop_reason = f"max_epochs={tcfg.max_epochs}"
                 break
             model.train()
             lr = noam_lr(progress.step + 1, mcfg.d_model, tcfg.warmup, lr_scale)
@@ -272,42 +276,34 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
                     logits = step_logits(batch)
                 loss, nll = label_smoothed_loss(logits, batch.tgt_out, tcfg.label_smoothing)
                 (loss / step_tokens).backward()
-                step_loss += nll.detach()
-            if not torch.isfinite(step_loss):
-                nonfinite += 1
-                optimizer.zero_grad(set_to_none=True)
-                log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, nonfinite)
-                if nonfinite >= tcfg.nonfinite_limit:
-                    raise TrainingError(f"{nonfinite} non-finite losses in a row up to step {progress.step + 1}: "
-                                        "lower the learning rate (trainer.peak_lr) or check the data")
-                continue
-            nonfinite = 0
+                step_loss += nll
+            bad = (~torch.isfinite(step_loss)).float()
+            optimizer.found_inf = bad
             if tcfg.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            nonfinite_run = (nonfinite_run + 1) * bad
+            nonfinite_total += bad
+            running_loss += torch.nan_to_num(step_loss, nan=0.0, posinf=0.0, neginf=0.0)
+            running_tokens += step_tokens
 
             epoch, index, n_batches, _ = micro[-1]
             progress.step += 1
             progress.epoch, progress.batch_index = (epoch, index) if index < n_batches else (epoch + 1, 0)
             progress.tokens += sum(m[3].src_tokens + m[3].tgt_tokens for m in micro)
-            progress.seconds = time.perf_counter() - t_start
-            running_loss += step_loss
-            running_tokens += step_tokens
+            progress.flops += sum(count_flops(m[3]) for m in micro)
+            now = time.perf_counter()
+            progress.seconds += now - t_last
+            t_last = now
             bar.update(1)
 
+            if progress.step % sync_every == 0:
+                check_nonfinite(progress, nonfinite_run, nonfinite_total, tcfg.nonfinite_limit)
             if progress.step % tcfg.log_every == 0:
-                train_nll = running_loss.item() / max(running_tokens, 1)
+                report(progress, running_loss, running_tokens, lr, budget_s, bar, writer)
                 running_loss.zero_()
                 running_tokens = 0
-                tps = progress.tokens / max(progress.seconds, 1e-9)
-                bar.set_postfix(loss=f"{train_nll:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
-                                left=f"{max(budget_s - progress.seconds, 0) / 60:.1f}m" if budget_s < math.inf else None)
-                log.debug("step %d nll %.4f lr %.3e tokens/s %.0f", progress.step, train_nll, lr, tps)
-                if writer:
-                    writer.add_scalar("train/nll", train_nll, progress.step)
-                    writer.add_scalar("train/lr", lr, progress.step)
-                    writer.add_scalar("train/tokens_per_s", tps, progress.step)
             if progress.step % tcfg.valid_every == 0:
                 if validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device, amp_dtype,
                             progress, ckpt_dir, writer):
@@ -317,8 +313,10 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
                 last_saved = progress.step
             if stop.requested:
                 stop_reason = "interrupted"
+            t_last = time.perf_counter()
         prefetch.close()
         bar.close()
+        check_nonfinite(progress, nonfinite_run, nonfinite_total, tcfg.nonfinite_limit)
         if last_saved != progress.step:
             save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last)
     log.info("training stopped at step %d after %.1f min (%s)", progress.step, progress.seconds / 60, stop_reason)
@@ -334,14 +332,49 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
         "model": {"name": mcfg.get("name", mcfg.kind), "kind": mcfg.kind, "params": n_params, "weights": weights_from},
         "data": {"manifest_sha256": manifest_sha256(cfg.data.out_dir), "train_pairs": len(pairs)},
         "train": {"steps": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens,
-                  "tokens_per_s": round(progress.tokens / max(progress.seconds, 1e-9), 1), "stopped_by": stop_reason,
-                  "history": progress.history},
+                  "tokens_per_s": round(progress.tokens / max(progress.seconds, 1e-9), 1),
+                  "flops": progress.flops, "model_tflops_per_s": round(progress.flops / max(progress.seconds, 1e-9) / 1e12, 3),
+                  "skipped_updates": progress.skipped, "wall_seconds": round(time.perf_counter() - t_wall, 1),
+                  "stopped_by": stop_reason, "history": progress.history},
         "test": test_scores(Translator(model, tokenizer, device), cfg, run_dir),
         "env": environment(device),
     }
     checkpoint.atomic_write(run_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     log.info("results: %s", run_dir / "results.json")
     return results
+
+
+def budget_reached(tcfg, progress: Progress, budget_s: float) -> str | None:
+    if progress.step >= tcfg.max_steps:
+        return f"max_steps={tcfg.max_steps}"
+    if progress.seconds >= budget_s:
+        return f"max_minutes={tcfg.max_minutes}"
+    if tcfg.max_tokens and progress.tokens >= tcfg.max_tokens:
+        return f"max_tokens={tcfg.max_tokens}"
+    return None
+
+
+def check_nonfinite(progress: Progress, run: torch.Tensor, total: torch.Tensor, limit: int) -> None:
+    """Log updates skipped for a non-finite loss; stop after `limit` in a row."""
+    skipped = int(total.item())
+    if skipped > progress.skipped:
+        log.warning("step %d: %d update(s) skipped for a non-finite loss", progress.step, skipped - progress.skipped)
+        progress.skipped = skipped
+    if run.item() >= limit:
+        raise TrainingError(f"{int(run.item())} non-finite losses in a row up to step {progress.step}: "
+                            "lower the learning rate (trainer.peak_lr) or check the data")
+
+
+def report(progress: Progress, running_loss, running_tokens: int, lr: float, budget_s: float, bar, writer) -> None:
+    train_nll = running_loss.item() / max(running_tokens, 1)
+    tps = progress.tokens / max(progress.seconds, 1e-9)
+    bar.set_postfix(loss=f"{train_nll:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
+                    left=f"{max(budget_s - progress.seconds, 0) / 60:.1f}m" if budget_s < math.inf else None)
+    log.debug("step %d nll %.4f lr %.3e tokens/s %.0f", progress.step, train_nll, lr, tps)
+    if writer:
+        writer.add_scalar("train/nll", train_nll, progress.step)
+        writer.add_scalar("train/lr", lr, progress.step)
+        writer.add_scalar("train/tokens_per_s", tps, progress.step)
 
 
 def init_weights_from(model, path) -> None:
@@ -395,7 +428,7 @@ def validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device,
             nll += label_smoothed_loss(logits, batch.tgt_out, 0.0)[1].item()
             n += batch.tgt_tokens
         k = tcfg.valid_max_sentences or len(src)
-        hyps = translator.translate(src[:k], temperature=0.0, batch_tokens=4096)
+        hyps = translator.translate(src[:k], temperature=0.0, batch_tokens=tcfg.eval_batch_tokens)
         entry["sets"][name] = {"nll": round(nll / n, 4), "ppl": round(math.exp(min(nll / n, 50)), 2),
                                "bleu": score(hyps, tgt[:k])["bleu"]}
     entry["bleu"] = round(sum(s["bleu"] for s in entry["sets"].values()) / len(entry["sets"]), 2)
@@ -423,7 +456,7 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
         t0 = time.perf_counter()
-        hyps = translator.translate(src, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen, batch_tokens=6000)
+        hyps = translator.translate(src, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen, batch_tokens=tcfg.eval_batch_tokens)
         seconds = time.perf_counter() - t0
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         out[name] = {**score(hyps, ref), "beam": tcfg.final_beam, "seconds": round(seconds, 1)}
