@@ -1,0 +1,196 @@
+"""The Python API (`Translator`): order, empty and over-long inputs, n-best, alignments, the explain view.
+
+A tiny model trained for a few seconds on the word-for-word toy corpus gives checkable translations;
+a random one is enough where only shapes and bookkeeping matter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seq2seq.data.batching import collate
+from seq2seq.data.tokenizer import EOS
+from seq2seq.model.build import build_model
+from seq2seq.model.directory import ModelDirError, save_model_dir
+from seq2seq.train.loss import label_smoothed_loss
+from seq2seq.translator import Translator
+from seq2seq.viz.maps import alignments as map_alignments
+from tests.conftest import FR, compose_config, toy_pairs
+
+
+def tiny_model(tokenizer, train_steps: int = 0, seed: int = 0):
+    """transformer_tiny (d_model 64), random or trained on toy pairs with a fixed seed."""
+    torch.manual_seed(seed)
+    cfg = compose_config("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
+    model = build_model(cfg, len(tokenizer))
+    if train_steps:
+        pairs = toy_pairs(2000, seed=7)
+        ids = list(zip(tokenizer.encode([p[0] for p in pairs]), tokenizer.encode([p[1] for p in pairs])))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
+        rng = random.Random(seed)
+        for _ in range(train_steps):
+            batch = collate(rng.sample(ids, 64), "pair")
+            loss, _ = label_smoothed_loss(model.logits(batch), batch.tgt_out, 0.0)
+            optimizer.zero_grad()
+            (loss / batch.tgt_tokens).backward()
+            optimizer.step()
+    return model.eval(), cfg
+
+
+def make_model_dir(path, tokenizer, train_steps: int = 0):
+    model, cfg = tiny_model(tokenizer, train_steps)
+    return save_model_dir(path, model.state_dict(), cfg, len(tokenizer), tokenizer.path)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_tokenizer, tmp_path_factory):
+    """A Translator over a model directory holding a tiny model trained ~10 s on the toy corpus."""
+    directory = make_model_dir(tmp_path_factory.mktemp("trained") / "model", toy_tokenizer, train_steps=400)
+    warnings = []
+    translator = Translator.load(directory, "cpu", warn=warnings.append)
+    translator.warnings = warnings
+    return translator
+
+
+@pytest.fixture(scope="module")
+def random_translator(toy_tokenizer):
+    model, _ = tiny_model(toy_tokenizer)
+    return Translator(model, toy_tokenizer)
+
+
+def test_translates_and_restores_input_order_around_empty_lines(trained):
+    sources = ["The cat sees a dog.", "", "A man eats.", "   \t ", "The small woman likes the red house."]
+    out = trained.translate(sources, beam=4)
+    assert out[0] == "Le chat voit un chien."
+    assert out[1] == "" and out[3] == ""
+    assert out[2].startswith("Un homme")
+    # Sorted into batches of two by length, then restored: each output is that sentence's own translation.
+    assert out == [trained.translate(s, beam=4) if s.strip() else "" for s in sources]
+    assert trained.translate(sources, beam=4, batch_size=2) == out
+    assert trained.translate(sources, beam=4, batch_tokens=12) == out
+
+
+def test_over_long_line_is_split_at_sentence_ends_and_joined(trained):
+    sentences = ["The cat sees a dog.", "A man eats!", "The woman likes the ball?", "A big dog runs."]
+    trained.max_source_pieces = 12  # every sentence fits, the line does not
+    try:
+        del trained.warnings[:]
+        whole = trained.translate_full([" ".join(sentences)], beam=2, alignments=True)[0]
+        parts = trained.translate_full(sentences, beam=2, alignments=True)
+    finally:
+        trained.max_source_pieces = trained.model.max_source_pieces()
+    assert whole.text == " ".join(p.text for p in parts)
+    assert any("translated as 4 sentences" in w for w in trained.warnings)
+    assert whole.hypotheses[0].score == pytest.approx(sum(p.hypotheses[0].score for p in parts))
+    assert whole.source_pieces == [piece for p in parts for piece in p.source_pieces]
+    # Alignment indices refer to the joined pieces: each part's pairs shifted by the pieces before it.
+    shifted, s0, t0 = [], 0, 0
+    for p in parts:
+        shifted += [(s + s0, t + t0) for s, t in p.alignments[0]]
+        s0, t0 = s0 + len(p.source_pieces), t0 + len(p.pieces[0])
+    assert whole.alignments[0] == shifted
+    assert len(whole.hypotheses[0].token_logprobs) == len(whole.pieces[0]) + 1  # the pieces, then one <eos>
+
+
+def test_a_sentence_too_long_alone_is_truncated_with_a_warning(random_translator):
+    warnings = []
+    random_translator.warn = warnings.append
+    out = random_translator.translate_full(["x" * 10_000, "A cat."], temperature=0.0, max_len_b=5)
+    assert len(out) == 2 and len(out[0].source_pieces) == random_translator.max_source_pieces
+    assert len(warnings) == 1 and "truncated" in warnings[0]
+
+
+def test_output_never_outgrows_the_decoder_positions(random_translator):
+    # 250 source pieces + b=50 would ask for 300 target positions; the decoder has 256.
+    line = " ".join(["cat"] * 250)
+    out = random_translator.translate_full([line], beam=2, max_len_b=50)[0]
+    assert len(out.source_pieces) == 250
+    assert len(out.pieces[0]) <= random_translator.model.max_target_pieces(None)
+
+
+def test_nbest_lists_are_sorted_and_checked(trained):
+    t = trained.translate_full(["The dog sleeps."], beam=4, nbest=3)[0]
+    assert len(t.texts) == len(t.hypotheses) == len(t.pieces) == 3
+    assert [h.score for h in t.hypotheses] == sorted((h.score for h in t.hypotheses), reverse=True)
+    with pytest.raises(ValueError, match="nbest"):
+        trained.translate(["x"], beam=2, nbest=3)
+    with pytest.raises(ValueError, match="nbest"):
+        trained.translate(["x"], temperature=1.0, nbest=2)
+
+
+def test_confidence_is_the_mean_log_probability_and_flags_doubt(trained):
+    sure, unsure = trained.translate_full(["The cat sees a dog.", "Zyx qwv plo."], beam=4)
+    lps = sure.hypotheses[0].token_logprobs
+    assert sure.confidence() == pytest.approx(sum(lps) / len(lps))
+    assert sure.confidence() > unsure.confidence()
+
+
+def test_explain_greedy_steps_are_the_chosen_argmax_pieces(trained):
+    t = trained.translate_full(["The man sees a red ball."], temperature=0.0, explain=True)[0]
+    hyp = t.hypotheses[0]
+    assert [s.token for s in t.steps] == hyp.tokens + [EOS]
+    assert all(s.token == s.top[0][0] for s in t.steps)  # greedy: the most likely piece every time
+    assert [math.log(s.prob) for s in t.steps] == pytest.approx(hyp.token_logprobs, abs=1e-4)
+    assert sum(s.logprob for s in t.steps) == pytest.approx(hyp.logprob, abs=1e-4)
+
+
+def test_explain_beam_rescores_the_best_hypothesis(trained):
+    t = trained.translate_full(["A big dog eats the small cat."], beam=4, nbest=2, explain=True)[0]
+    best = t.hypotheses[0]
+    assert [s.token for s in t.steps] == best.tokens + [EOS]
+    assert [s.logprob for s in t.steps] == pytest.approx(best.token_logprobs, abs=1e-4)
+
+
+def test_explain_sampling_shows_probabilities_after_temperature(trained):
+    source, temperature = "The woman sees the house.", 2.0
+    t = trained.translate_full([source], temperature=temperature, seed=3, explain=True)[0]
+    model = trained.model
+    src = model.make_source(trained.tokenizer.encode([source]))
+    tgt = torch.tensor([[model.decoder_start_id] + t.hypotheses[0].tokens])
+    with torch.no_grad():
+        expected = (model(src, tgt)[0] / temperature).softmax(-1)  # teacher-forced, computed independently
+    for j, step in enumerate(t.steps):
+        assert step.prob == pytest.approx(expected[j, step.token].item(), abs=1e-4)
+        assert [p for _, p in step.top] == pytest.approx(expected[j].topk(5).values.tolist(), abs=1e-4)
+
+
+def test_sampling_is_reproducible_with_a_seed(trained):
+    sources = ["The cat sees a dog.", "A man eats the red ball."] * 3
+    a = trained.translate(sources, temperature=1.5, seed=11)
+    assert a == trained.translate(sources, temperature=1.5, seed=11)
+    assert a != trained.translate(sources, temperature=1.5, seed=12)
+
+
+def test_alignments_follow_the_word_for_word_toy_translation(trained):
+    source = "The man sees a red ball."
+    t = trained.translate_full([source], beam=4, alignments=True)[0]
+    assert t.alignments[0] == map_alignments(trained.model, trained.tokenizer.encode([source]), [t.hypotheses[0].tokens])[0]
+    english = {f: e for e, f in FR.items()}
+    word_pieces = [(j, p[1:]) for j, p in enumerate(t.pieces[0]) if p[1:].lower() in english]
+    linked = dict((tgt, src) for src, tgt in t.alignments[0])
+    hits = sum(t.source_pieces[linked[j]].lstrip("▁").lower() == english[w.lower()] for j, w in word_pieces)
+    assert len(word_pieces) >= 4 and hits >= len(word_pieces) - 1
+
+
+def test_a_single_string_gives_a_single_string(trained):
+    assert trained.translate("The dog sleeps.", beam=2) == trained.translate(["The dog sleeps."], beam=2)[0]
+
+
+def test_load_names_the_missing_directory(tmp_path):
+    with pytest.raises(ModelDirError, match=str(tmp_path / "nope")):
+        Translator.load(tmp_path / "nope")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=300), max_size=4))
+def test_any_unicode_gives_one_single_line_output_per_input(random_translator, lines):
+    out = random_translator.translate(lines, temperature=0.0, max_len_b=8)
+    assert len(out) == len(lines)
+    assert all("\n" not in o and "\t" not in o for o in out)
+    assert all(o == "" for o, s in zip(out, lines) if not s.strip())
