@@ -351,6 +351,8 @@ def budget_reached(tcfg, progress: Progress, budget_s: float) -> str | None:
         return f"max_minutes={tcfg.max_minutes}"
     if tcfg.max_tokens and progress.tokens >= tcfg.max_tokens:
         return f"max_tokens={tcfg.max_tokens}"
+    if tcfg.max_flops and progress.flops >= tcfg.max_flops:
+        return f"max_flops={tcfg.max_flops:.3g}"
     return None
 
 
