@@ -78,7 +78,6 @@ class DecoderOnly(nn.Module):
 
     def run(self, tokens, positions, mask=None, is_causal=False, caches: list | None = None) -> torch.Tensor:
         """Logits (B, T, V) for `tokens` at `positions` ((T,) or (B, T)) under the given attention mask."""
-        check_length(int(positions.max()) + 1, self.embed)
         x = self.decoder(self.embed(tokens, positions), mask=mask, is_causal=is_causal, caches=caches)
         return self.generator(x)
 
@@ -86,6 +85,7 @@ class DecoderOnly(nn.Module):
         """Teacher forcing on right-padded `s <sep> t` (B, T): logits for every position. Right padding only
         follows real tokens, so the causal mask alone keeps it out of sight; `prefix_len` (B,) = len(s) + 1
         opens the prefix when prefix-LM attention is on."""
+        check_length(tokens.size(1), self.embed)  # from shapes: no host sync in the training step
         positions = torch.arange(tokens.size(1), device=tokens.device)
         if self.prefix_lm:
             mask = visibility(tokens.size(1), prefix_len, device=tokens.device)
@@ -126,6 +126,7 @@ class DecoderOnly(nn.Module):
         """Logits (B, V) for the position after `source prefix`, prefix (B, t) starting with <sep>. Without a
         cache, or on the first step, the whole sequence runs; after that only the newest token does."""
         t = prefix.size(1)
+        check_length(state.src.size(1) + t, self.embed)  # left-padded rows start at 0, so none reaches further
         real = torch.cat([state.real, torch.ones_like(prefix, dtype=torch.bool)], 1)
         if state.caches is None or "k" not in state.caches[0]:
             tokens = torch.cat([state.src, prefix], 1)
