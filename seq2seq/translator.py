@@ -79,7 +79,7 @@ class Translator:
         self.max_source_pieces = model.max_source_pieces()
 
     @classmethod
-    def load(cls, directory, device: str = "auto", warn=None) -> "Translator":
+    def load(cls, directory, device: str = "auto", warn=None) -> Translator:
         """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong."""
         from seq2seq.model.directory import load_model_dir
 
@@ -140,7 +140,7 @@ class Translator:
         for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
             batch = [units[i] for i in chunk]
             src = self.model.make_source([u.ids for u in batch], self.device)
-            kwargs = dict(max_len_a=max_len_a, max_len_b=max_len_b, use_cache=use_cache)
+            kwargs = {"max_len_a": max_len_a, "max_len_b": max_len_b, "use_cache": use_cache}
             if temperature is None:
                 for u, hyps in zip(batch, beam_search(self.model, src, beam=beam, lenpen=lenpen, nbest=nbest, **kwargs)):
                     u.hyps = hyps

@@ -173,7 +173,7 @@ def test_alignments_follow_the_word_for_word_toy_translation(trained):
     assert t.alignments[0] == map_alignments(trained.model, trained.tokenizer.encode([source]), [t.hypotheses[0].tokens])[0]
     english = {f: e for e, f in FR.items()}
     word_pieces = [(j, p[1:]) for j, p in enumerate(t.pieces[0]) if p[1:].lower() in english]
-    linked = dict((tgt, src) for src, tgt in t.alignments[0])
+    linked = {tgt: src for src, tgt in t.alignments[0]}
     hits = sum(t.source_pieces[linked[j]].lstrip("▁").lower() == english[w.lower()] for j, w in word_pieces)
     assert len(word_pieces) >= 4 and hits >= len(word_pieces) - 1
 

@@ -1,7 +1,8 @@
-"""Helpers shared by the argparse commands."""
+"""Helpers shared by the argparse commands: the model to load, the search flags, safe input and output."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from seq2seq.cli import UserError
@@ -14,3 +15,104 @@ def default_model_dir(outputs: Path = Path("outputs")) -> Path:
     if not finished:
         raise UserError(f"no trained model found under {outputs}/; train one with `make train` or pass --model DIR")
     return finished[-1]
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+def add_model_arguments(p) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
+    g.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice, all cores)")
+
+
+def load_translator(args):
+    import torch
+
+    from seq2seq.translator import Translator
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1 (got {args.threads})")
+        torch.set_num_threads(args.threads)
+    directory = args.model
+    if directory is None:
+        directory = default_model_dir()
+        warn(f"model: {directory}")
+    return Translator.load(directory, args.device, warn=warn)
+
+
+# ---------------------------------------------------------------------------------------------- search
+
+def add_search_arguments(p, sampling: bool = True) -> None:
+    g = p.add_argument_group("search (beam search unless --temperature is given)")
+    g.add_argument("--beam", type=int, default=4, help="beam size (default 4, the paper's)")
+    g.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha of Wu et al. 2016 (default 0.6)")
+    g.add_argument("--max-len-a", type=float, default=1.0, help="output at most a * source length + b pieces (default a=1)")
+    g.add_argument("--max-len-b", type=int, default=50, help="(default b=50)")
+    if not sampling:
+        return
+    g.add_argument("--nbest", type=int, default=1, help="hypotheses per input, at most --beam (default 1)")
+    g.add_argument("--temperature", type=float,
+                   help="sample each piece from softmax(logits / T) instead of beam search: "
+                        "T < 1 sharpens, T > 1 flattens, 0 = always the most likely piece (greedy)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely pieces only (0 = all)")
+    g.add_argument("--top-p", type=float, default=1.0, help="sample among the smallest set of pieces holding probability p")
+    g.add_argument("--seed", type=int, help="random seed for sampling (reproducible output)")
+
+
+def search_options(args) -> dict:
+    """Checked keyword arguments for `Translator.translate_full`; UserError names the flag that is wrong."""
+    opts = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
+            "batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
+    if args.beam < 1:
+        raise UserError(f"--beam must be at least 1 (got {args.beam})")
+    if args.batch_size < 1 or (args.batch_tokens is not None and args.batch_tokens < 1):
+        raise UserError("--batch-size and --batch-tokens must be at least 1")
+    if args.max_len_a < 0 or args.max_len_b < 0:
+        raise UserError("--max-len-a and --max-len-b must not be negative")
+    temperature = getattr(args, "temperature", None)
+    nbest = getattr(args, "nbest", 1)
+    if temperature is None:
+        if not 1 <= nbest <= args.beam:
+            raise UserError(f"--nbest ({nbest}) must be between 1 and --beam ({args.beam})")
+        return {**opts, "nbest": nbest}
+    if temperature < 0:
+        raise UserError(f"--temperature must be 0 (greedy) or positive (got {temperature})")
+    if nbest != 1:
+        raise UserError("--nbest needs beam search: sampling (--temperature) gives one translation per line")
+    if args.top_k < 0 or not 0 < args.top_p <= 1:
+        raise UserError("--top-k must be >= 0 and --top-p in (0, 1]")
+    return {**opts, "temperature": temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+
+
+# ---------------------------------------------------------------------------------------------- input / output
+
+def read_lines(stream, warn=warn, first: int = 1):
+    """Lines of a binary stream without their line ends, split on \\n only (so one output line per input
+    line, as `wc -l` counts them); invalid UTF-8 is replaced with U+FFFD and reported by line number."""
+    for number, raw in enumerate(stream, first):
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            warn(f"warning: line {number} is not valid UTF-8; the bad bytes are replaced with U+FFFD")
+            yield raw.decode("utf-8", errors="replace")
+
+
+def check_output(path: Path | None, force: bool) -> None:
+    """Refuse, before any work, to overwrite an existing file (or to write where no file can go)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not an output file")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: no directory {path.parent}")

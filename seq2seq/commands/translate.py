@@ -1,0 +1,194 @@
+"""`seq2seq translate`: sentences in, translations out, exactly one output line per input line, in order.
+
+Input: the text arguments; or standard input (one sentence a line, translated in buffers of
+--buffer-size lines so long files start producing output early); or -i FILE. Output: standard output, or
+-o FILE (written atomically; an existing file only with --force). Messages go to standard error.
+
+Text mode prints, per hypothesis (--nbest of them, tab-separated on the line), the translation, then
+its score with --scores, then its alignment with --alignments (fairseq's `S-T` pairs: source piece S,
+target piece T, counted from 0). --format jsonl prints one JSON object per line instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+from seq2seq.cli import UserError
+from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, load_translator,
+                                     read_lines, search_options, warn)
+
+HISTORY = Path.home() / ".seq2seq_history"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("text", nargs="*", help="sentences to translate, one output line each (none: read standard input)")
+    g = p.add_argument_group("input and output")
+    g.add_argument("-i", "--input", type=Path, help="read sentences from this file, one a line")
+    g.add_argument("-o", "--output", type=Path, help="write translations to this file (atomically)")
+    g.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    g.add_argument("--buffer-size", type=int,
+                   help="lines read before translating (default 1000; 1 when reading a terminal)")
+    g.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="text: translations, tab-separated extras; jsonl: one JSON object per input line")
+    g.add_argument("--scores", action="store_true", help="text mode: add each hypothesis's score after a tab")
+    g.add_argument("--alignments", action="store_true",
+                   help="add, per hypothesis, the source piece each target piece attends to most (S-T pairs)")
+    g.add_argument("--alignment-layer", type=int, default=-1,
+                   help="decoder layer whose cross-attention (heads averaged) gives the alignments (default: last)")
+    g.add_argument("--explain", action="store_true",
+                   help="on standard error: each generated piece, the top-5 candidates and their probabilities")
+    g.add_argument("--interactive", action="store_true", help="a prompt with line editing and history")
+    add_search_arguments(p)
+    add_model_arguments(p)
+
+
+def run(args) -> None:
+    options = search_options(args)
+    if args.buffer_size is not None and args.buffer_size < 1:
+        raise UserError("--buffer-size must be at least 1")
+    if sum(map(bool, (args.text, args.input, args.interactive))) > 1:
+        raise UserError("give sentences as arguments, or -i FILE, or --interactive: only one of them")
+    if args.input is not None and not args.input.is_file():
+        raise UserError(f"input file not found: {args.input}")
+    check_output(args.output, args.force)
+    translator = load_translator(args)
+    if args.alignments and translator.model.kind != "transformer":
+        raise UserError(f"--alignments reads cross-attention: it needs an encoder-decoder model, not kind {translator.model.kind!r}")
+    options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
+    layers = len(translator.model.decoder.layers) if args.alignments else 0
+    if args.alignments and not -layers <= args.alignment_layer < layers:
+        raise UserError(f"--alignment-layer {args.alignment_layer}: the decoder has {layers} layers")
+    formatter = Formatter(args, translator)
+    try:
+        if args.interactive:
+            return interactive(translator, options, formatter)
+        if args.output is None:
+            return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args))
+        from seq2seq.train.checkpoint import atomic_write
+
+        atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args)))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def input_lines(args):
+    """-> (lines, buffer size): arguments, the -i file or standard input."""
+    if args.text:
+        return iter(args.text), len(args.text)
+    stream = args.input.open("rb") if args.input else sys.stdin.buffer
+    size = args.buffer_size or (1 if stream.isatty() else 1000)
+    return read_lines(stream), size
+
+
+def translate_stream(translator, options: dict, formatter: Formatter, out, lines, buffer_size: int) -> None:
+    """Translate `lines` buffer by buffer, writing (and flushing) one line per input line."""
+    number = 0
+    while chunk := list(islice(lines, buffer_size)):
+        start = time.perf_counter()
+        translations = translator.translate_full(chunk, **options)
+        timing = {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": len(chunk)}
+        for t in translations:
+            number += 1
+            out.write((formatter.line(t, timing) + "\n").encode("utf-8"))
+            if options["explain"]:
+                formatter.explain(number, t)
+        out.flush()
+
+
+def interactive(translator, options: dict, formatter: Formatter) -> None:
+    """A REPL like `fairseq-interactive`: readline editing, history in ~/.seq2seq_history, Ctrl-D quits."""
+    try:
+        import readline
+    except ImportError:  # no GNU readline (Windows): plain input()
+        readline = None
+    if readline is not None:
+        try:
+            readline.read_history_file(HISTORY)
+        except OSError:
+            pass
+    warn("Type a sentence and press Enter; Ctrl-D quits.")
+    number = 0
+    try:
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                print(file=sys.stderr)
+                return
+            except KeyboardInterrupt:  # Ctrl-C drops the current line, as in a shell
+                print(file=sys.stderr)
+                continue
+            number += 1
+            start = time.perf_counter()
+            t = translator.translate_full([line], **options)[0]
+            print(formatter.line(t, {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}), flush=True)
+            if options["explain"]:
+                formatter.explain(number, t)
+    finally:
+        if readline is not None:
+            try:
+                readline.set_history_length(1000)
+                readline.write_history_file(HISTORY)
+            except OSError:
+                pass
+
+
+class Formatter:
+    """Text or JSON lines for translations, and the step-by-step view of --explain."""
+
+    def __init__(self, args, translator):
+        self.format, self.scores, self.alignments = args.format, args.scores, args.alignments
+        self.tokenizer = translator.tokenizer
+        if args.temperature is None:
+            self.search = f"beam {args.beam}: the best hypothesis, its distributions recomputed"
+        elif args.temperature == 0:
+            self.search = "greedy"
+        else:
+            self.search = f"sampling at temperature {args.temperature:g}" + (
+                f", top-k {args.top_k}" if args.top_k else "") + (f", top-p {args.top_p:g}" if args.top_p < 1 else "")
+
+    def line(self, t, timing: dict) -> str:
+        if self.format == "jsonl":
+            return json.dumps(self.record(t, timing), ensure_ascii=False)
+        fields = []
+        for k, text in enumerate(t.texts):
+            fields.append(text)
+            if self.scores:
+                fields.append(f"{t.hypotheses[k].score:.4f}")
+            if self.alignments:
+                from seq2seq.viz.maps import format_alignment
+
+                fields.append(format_alignment(t.alignments[k]))
+        return "\t".join(fields)
+
+    def record(self, t, timing: dict) -> dict:
+        hyps = []
+        for k, (text, hyp) in enumerate(zip(t.texts, t.hypotheses)):
+            entry = {"text": text, "pieces": t.pieces[k], "score": round(hyp.score, 4), "logprob": round(hyp.logprob, 4),
+                     "probs": [round(math.exp(lp), 4) for lp in hyp.token_logprobs],
+                     "confidence": round(t.confidence(k), 4) if hyp.token_logprobs else None}
+            if self.alignments:
+                entry["alignment"] = [list(pair) for pair in t.alignments[k]]
+            hyps.append(entry)
+        return {"source": t.source, "source_pieces": t.source_pieces, "hypotheses": hyps, "timing": timing}
+
+    def explain(self, number: int, t) -> None:
+        """The generation loop of the best hypothesis: each step's top candidates, the choice, the running log-probability."""
+        if not t.steps:
+            warn(f"[{number}] (empty input)")
+            return
+        piece = lambda i: self.tokenizer.id_to_piece([i])[0]
+        lines = [f"[{number}] {t.source}", f"    {self.search}",
+                 f"    {'step':>4}  {'chosen':<14} {'p':>6} {'log p':>7} {'running':>8}   top-5 candidates (p)"]
+        running = 0.0
+        for j, s in enumerate(t.steps, 1):
+            running += s.logprob
+            top = "  ".join(f"{piece(i)} {p:.3f}" for i, p in s.top)
+            lines.append(f"    {j:>4}  {piece(s.token):<14} {s.prob:>6.3f} {s.logprob:>7.3f} {running:>8.3f}   {top}")
+        lines.append(f"    -> {t.text}   (confidence: mean log p {t.confidence():.3f})")
+        warn("\n".join(lines))

@@ -1,0 +1,144 @@
+"""`seq2seq translate`: one output line per input line whatever the input, formats, files, errors, pipes.
+
+Most tests run the CLI in-process (`seq2seq.cli.main`); two run it as a real subprocess, for what only
+a process shows (bytes on standard input, a reader that goes away).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from seq2seq.cli import main
+from tests.conftest import ROOT
+from tests.test_translator import make_model_dir
+
+FAST = ["--beam", "1", "--max-len-b", "4"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(toy_tokenizer, tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("cli") / "model", toy_tokenizer)
+
+
+def translate(*args, stdin: bytes | None = None, monkeypatch=None) -> None:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    main(["translate", *map(str, args)])
+
+
+def test_text_mode_puts_nbest_scores_and_alignments_on_the_input_line(model_dir, capsys):
+    translate("--model", model_dir, "--beam", "3", "--nbest", "2", "--scores", "--alignments", "--max-len-b", "5",
+              "The cat sees a dog.", "", "A man eats.")
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[-1] == "" and len(lines) == 4  # three lines, each ended by \n
+    assert lines[1] == ""
+    for line in (lines[0], lines[2]):
+        fields = line.split("\t")
+        assert len(fields) == 6  # (translation, score, alignment) for each of the 2 hypotheses
+        assert float(fields[1]) >= float(fields[4])
+        for alignment in (fields[2], fields[5]):
+            assert re.fullmatch(r"\d+-\d+( \d+-\d+)*", alignment)
+
+
+def test_jsonl_has_pieces_probabilities_confidence_alignment_and_timing(model_dir, capsys, monkeypatch):
+    translate("--model", model_dir, *FAST, "--format", "jsonl", "--alignments",
+              stdin=b"The cat sees a dog.\n\nA man eats.\n", monkeypatch=monkeypatch)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["source"] for r in records] == ["The cat sees a dog.", "", "A man eats."]
+    assert records[1]["hypotheses"] == []
+    for r in (records[0], records[2]):
+        (hyp,) = r["hypotheses"]
+        assert set(hyp) == {"text", "pieces", "score", "logprob", "probs", "confidence", "alignment"}
+        assert len(hyp["probs"]) == len(hyp["pieces"]) + 1  # the pieces, then <eos>
+        assert hyp["confidence"] == pytest.approx(hyp["logprob"] / len(hyp["probs"]), abs=1e-3)
+        assert [t for _, t in hyp["alignment"]] == list(range(len(hyp["pieces"])))
+        assert all(0 <= s < len(r["source_pieces"]) for s, _ in hyp["alignment"])
+        assert r["timing"]["batch_lines"] == 3
+
+
+def test_explain_goes_to_stderr_and_leaves_one_line_on_stdout(model_dir, capsys):
+    translate("--model", model_dir, "--temperature", "0", "--max-len-b", "3", "--explain", "The cat.")
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1
+    assert "greedy" in err and "top-5" in err and "confidence" in err
+    assert len(re.findall(r"^ +\d+ ", err, flags=re.MULTILINE)) >= 1  # one row per generated piece
+
+
+def test_output_file_is_not_overwritten_without_force(model_dir, tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    out.write_text("keep me\n")
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, *FAST, "-o", out, "The cat.")
+    assert e.value.code == 2 and "--force" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+    translate("--model", model_dir, *FAST, "-o", out, "--force", "The cat.", "A dog.")
+    assert len(out.read_text().splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "{tmp}/nope", "x"], "model directory not found: {tmp}/nope"),
+    (["--beam", "2", "--nbest", "3", "x"], "--nbest (3) must be between 1 and --beam (2)"),
+    (["--temperature", "0.5", "--nbest", "2", "x"], "--nbest needs beam search"),
+    (["-i", "{tmp}/missing.txt"], "input file not found"),
+    (["--alignments", "--alignment-layer", "5", "x"], "--alignment-layer 5: the decoder has 2 layers"),
+])
+def test_user_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as e:
+        translate(*(["--model", model_dir] if "--model" not in args else []), *args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and message.format(tmp=tmp_path) in err
+
+
+def test_interactive_translates_each_line_typed(model_dir, tmp_path, capsys, monkeypatch):
+    import seq2seq.commands.translate as command
+
+    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat.\n\nA dog.\n", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert out.count("> ") == 4  # three prompts answered, then end of input at the fourth
+    assert len(out.replace("> ", "").split("\n")) == 4
+
+
+# ---------------------------------------------------------------------------------------------- subprocesses
+
+def run_cli(*args, stdin: bytes, **kwargs):
+    return subprocess.run([sys.executable, "-m", "seq2seq", "translate", *map(str, args)], input=stdin, check=False,
+                          capture_output=True, cwd=ROOT, timeout=120, **kwargs)
+
+
+def test_every_input_line_gives_exactly_one_output_line(model_dir):
+    lines = [b"The cat sees a dog.", b"", b"   \t ", b"\xff\xfe broken \xc3( bytes", ("x" * 10_000).encode(),
+             "مرحبا بالعالم 👋🏽 e\u0301".encode(), b"\x00\x07 control \x1b[31m", "split\u2028not\u0085here".encode(),
+             b"tab\tinside\r", b"A dog. " * 400, b"no newline at the end"]
+    result = run_cli("--model", model_dir, *FAST, "--scores", "--threads", "1", stdin=b"\n".join(lines))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode("utf-8").split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[1] == out[2] == ""
+    assert all(len(line.split("\t")) == 2 for i, line in enumerate(out[:-1]) if i not in (1, 2))
+    err = result.stderr.decode()
+    assert "line 4 is not valid UTF-8" in err and "truncated" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_quietly(model_dir, tmp_path):
+    source = tmp_path / "many.txt"
+    source.write_text("".join(f"The cat sees {i} dogs.\n" for i in range(300)))
+    with source.open("rb") as stdin:
+        proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
+                                 "--buffer-size", "1", "--threads", "1"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=ROOT)
+        first = proc.stdout.readline()  # like `| head -1`: read one line, then go away
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        status = proc.wait(timeout=120)
+    assert first.endswith(b"\n")
+    assert status == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
