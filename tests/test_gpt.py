@@ -134,14 +134,14 @@ def test_beam_one_equals_greedy_and_sampling_is_reproducible():
 def test_too_long_inputs_name_max_positions_and_outputs_stop_where_positions_end():
     model = gpt()
     with pytest.raises(ValueError, match="max_positions"):
-        model(torch.full((1, 300), 7))
-    assert model.max_source_pieces() == 127
-    src = model.make_source([[7] * 127, [8] * 3])
-    assert max_lengths(model, src, 1.0, 50).tolist() == [256 - 1 - 127, 53]
+        model(torch.full((1, 600), 7))
+    assert model.max_source_pieces() == 255
+    src = model.make_source([[7] * 255, [8] * 3])
+    assert max_lengths(model, src, 1.0, 50).tolist() == [512 - 1 - 255, 53]
     table = model.generator.weight.data
     table[EOS] = -table[7]  # <eos> becomes unlikely: the long output runs into the cap instead of a crash
     hyps = greedy(model, src, max_len_b=50)
-    assert len(hyps[0].tokens) == 128
+    assert len(hyps[0].tokens) == 256
 
 
 def test_model_directory_round_trip_and_translator(tmp_path, toy_tokenizer):

@@ -1,0 +1,252 @@
+"""compare/<name>/report.md from the runs' results.json and test hypotheses, nothing else.
+
+Training figures and test scores are copied from results.json; confidence intervals and the significance
+of each difference come from sacreBLEU's paired bootstrap resampling over the hypothesis files (Koehn
+2004: the same resampled sentences for every system); BLEU by source length and the Elo tournament
+(elo.py, per-sentence chrF) are computed from the same files. The corpus scores the bootstrap recomputes
+must equal those in results.json, or the report refuses to mix them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from seq2seq.compare import elo, plots
+
+METRICS = ("bleu", "chrf")
+
+
+class ReportError(Exception):
+    """Run files that do not fit together (missing, or hypotheses that do not match results.json)."""
+
+
+@dataclass
+class Run:
+    name: str  # e.g. gpt_tiny_s1
+    system: str
+    size: str
+    seed: int
+    directory: Path
+    results: dict
+    batch_tokens: int  # from the run's config.yaml
+
+    @classmethod
+    def load(cls, directory: Path, system: str, size: str, seed: int) -> "Run":
+        try:
+            results = json.loads((directory / "results.json").read_text())
+            batch_tokens = int(OmegaConf.load(directory / "config.yaml").trainer.batch_tokens)
+        except (OSError, ValueError) as e:
+            raise ReportError(f"{directory}: no usable results.json / config.yaml ({e})") from None
+        return cls(f"{system}_{size}_s{seed}", system, size, seed, directory, results, batch_tokens)
+
+    @property
+    def params(self) -> int:
+        return self.results["model"]["params"]
+
+    def hypotheses(self, test_set: str) -> list[str]:
+        path = self.directory / "test" / f"{test_set.replace('/', '.')}.hyp"
+        try:
+            return path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise ReportError(f"{path}: {e.strerror}") from None
+
+
+def paired_bootstrap(runs: list[Run], test_set: str, references: list[str], samples: int) -> dict[str, dict]:
+    """sacreBLEU's paired bootstrap: per run {metric: (score, mean, ci half-width, p-value vs runs[0])}."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    logging.getLogger("sacrebleu").setLevel(logging.WARNING)
+    named = [(r.name, r.hypotheses(test_set)) for r in runs]
+    for name, hyps in named:
+        if len(hyps) != len(references):
+            raise ReportError(f"{name}: {len(hyps)} hypotheses for {test_set} but {len(references)} references")
+    _, scores = PairedTest(named, {"bleu": BLEU(), "chrf": CHRF()}, [references], test_type="bs", n_samples=samples)()
+    columns = [scores[k] for k in scores if k != "System"]  # BLEU, then chrF2, as passed
+    out = {}
+    for i, run in enumerate(runs):
+        out[run.name] = {}
+        for metric, column in zip(METRICS, columns):
+            res = column[i]
+            stored = run.results["test"][test_set][metric]
+            if round(res.score, 2) != stored:
+                raise ReportError(f"{run.name}: {metric} of {test_set} recomputed from the hypotheses is "
+                                  f"{res.score:.2f}, results.json says {stored}")
+            out[run.name][metric] = (stored, res.mean, res.ci, res.p_value)
+    return out
+
+
+def length_buckets(bounds: list[int]) -> list[tuple[int, int | None]]:
+    edges = [0, *bounds]
+    return [(lo + 1, hi) for lo, hi in zip(edges, edges[1:])] + [(edges[-1] + 1, None)]
+
+
+def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[dict]:
+    """Corpus BLEU per source-length bucket (words), all test sets pooled."""
+    from sacrebleu.metrics import BLEU
+
+    sources = [s for src, _ in test_sets.values() for s in src]
+    references = [r for _, ref in test_sets.values() for r in ref]
+    hyps = {run.name: [h for name in test_sets for h in run.hypotheses(name)] for run in runs}
+    lengths = [len(s.split()) for s in sources]
+    rows = []
+    for lo, hi in length_buckets(bounds):
+        idx = [i for i, n in enumerate(lengths) if n >= lo and (hi is None or n <= hi)]
+        if not idx:
+            continue
+        refs = [[references[i] for i in idx]]
+        bleu = {name: BLEU().corpus_score([h[i] for i in idx], refs).score for name, h in hyps.items()}
+        rows.append({"bucket": f"{lo}–{hi}" if hi else f"{lo}+", "n": len(idx), "bleu": bleu})
+    return rows
+
+
+def tournament(runs: list[Run], test_sets: dict) -> tuple[dict[str, float], list[tuple[str, str, float]]]:
+    """Every test sentence a game between every pair of runs, decided by sentence chrF."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    scores = {}
+    for run in runs:
+        scores[run.name] = [chrf.sentence_score(h, [r]).score
+                            for name, (_, refs) in test_sets.items() for h, r in zip(run.hypotheses(name), refs)]
+    games = elo.sentence_games(scores)
+    return elo.elo_ratings(games, [r.name for r in runs]), games
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def p_cell(p: float | None) -> str:
+    return "baseline" if p is None else f"{p:.4f}{' *' if p < 0.05 else ''}"
+
+
+def groups(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:
+    """Runs of one size and seed: the units paired significance tests compare."""
+    out: dict[tuple[str, int], list[Run]] = {}
+    for run in runs:
+        out.setdefault((run.size, run.seed), []).append(run)
+    return out
+
+
+def training_section(runs: list[Run]) -> str:
+    rows = []
+    for r in runs:
+        t = r.results["train"]
+        rows.append([r.name, f"{r.params:,}", f"{t['flops'] / max(t['tokens'], 1):,.0f}", f"{r.batch_tokens:,}",
+                     f"{t['steps']:,}", f"{t['tokens']:,}", f"{t['flops']:.3e}", f"{t['seconds']:,.1f}",
+                     f"{t['tokens_per_s']:,.0f}", t["stopped_by"]])
+    header = ["run", "params", "train FLOPs/token", "batch tokens", "steps", "train tokens", "train FLOPs",
+              "train s", "train tokens/s", "stopped by"]
+    return "## Training\n\n" + table(header, rows) + (
+        "\n\nFLOPs as seq2seq/train/flops.py counts them: 6 × parameters touched per token × tokens, plus attention "
+        "scores and values for the actual lengths, forward and backward. `train s` counts training steps only.")
+
+
+def test_section(runs: list[Run], test_sets: dict, samples: int, baseline: str) -> str:
+    parts = []
+    for name, (_, refs) in test_sets.items():
+        rows = []
+        for (size, seed), members in groups(runs).items():
+            members = sorted(members, key=lambda r: r.system != baseline)  # the baseline first
+            boot = paired_bootstrap(members, name, refs, samples)
+            for r in members:
+                entry = r.results["test"][name]
+                b, c = boot[r.name]["bleu"], boot[r.name]["chrf"]
+                rows.append([r.name, f"{b[0]:.2f}", f"{b[1]:.2f} ± {b[2]:.2f}", p_cell(b[3]),
+                             f"{c[0]:.2f}", f"{c[1]:.2f} ± {c[2]:.2f}", p_cell(c[3]),
+                             f"{entry['n'] / max(entry['seconds'], 1e-9):,.1f}"])
+        header = ["run", "BLEU", "BLEU 95% CI", f"p (BLEU) vs {baseline}", "chrF", "chrF 95% CI",
+                  f"p (chrF) vs {baseline}", "decode sent/s"]
+        parts.append(f"### {name} ({len(refs):,} sentences)\n\n" + table(header, rows))
+    signature = runs[0].results["test"][next(iter(test_sets))]["signature"]
+    return ("## Test scores\n\n"
+            f"Beam search as the trainer ran it at the end (beam {runs[0].results['test'][next(iter(test_sets))].get('beam', '?')}). "
+            f"CI: mean ± half-width of the 95% interval over {samples} paired bootstrap resamples; p: the paired "
+            f"bootstrap p-value of the difference from {baseline} of the same size and seed (* below 0.05).\n"
+            f"BLEU: `{signature['bleu']}`  \nchrF: `{signature['chrf']}`\n\n" + "\n\n".join(parts))
+
+
+def seeds_section(runs: list[Run], test_sets: dict) -> str:
+    by_system: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        by_system.setdefault((run.system, run.size), []).append(run)
+    rows = []
+    for (system, size), members in by_system.items():
+        row = [f"{system}_{size}", len(members), f"{members[0].params:,}"]
+        for name in test_sets:
+            for metric in METRICS:
+                values = [r.results["test"][name][metric] for r in members]
+                row.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}")
+        rows.append(row)
+    header = ["system", "seeds", "params"] + [f"{name} {m.replace('bleu', 'BLEU').replace('chrf', 'chrF')}"
+                                             for name in test_sets for m in METRICS]
+    return "## Over seeds\n\nMean ± standard deviation over seeds.\n\n" + table(header, rows)
+
+
+def length_section(rows: list[dict], runs: list[Run]) -> str:
+    body = [[row["bucket"], f"{row['n']:,}"] + [f"{row['bleu'][r.name]:.2f}" for r in runs] for row in rows]
+    return ("## BLEU by source length\n\nAll test sets pooled; buckets by source length in words.\n\n"
+            + table(["source words", "sentences"] + [r.name for r in runs], body) + "\n\n![BLEU by length](length.png)")
+
+
+def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, float]]) -> str:
+    names, wins = elo.win_matrix(games, list(ratings))
+    ranked = sorted(ratings, key=ratings.get, reverse=True)
+    played = (wins + wins.T).sum(1)
+    rows = [[i + 1, n, f"{ratings[n]:.1f}", f"{wins[names.index(n)].sum():,.1f}", f"{played[names.index(n)]:,.0f}"]
+            for i, n in enumerate(ranked)]
+    pairs = []
+    for a, b in itertools.combinations(ranked, 2):
+        results = [g[2] if g[0] == a else 1.0 - g[2] for g in games if {g[0], g[1]} == {a, b}]
+        w, t, l = results.count(1.0), results.count(0.5), results.count(0.0)
+        pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}", f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
+    return ("## Tournament\n\nEvery test sentence is a game between every pair of runs: higher sentence chrF wins, "
+            "equal chrF ties (half a point each). Ratings: Bradley–Terry maximum likelihood on the Elo scale "
+            "(expected score 1 / (1 + 10^((R_B − R_A)/400)), mean 1000), independent of the order of games.\n\n"
+            + table(["rank", "run", "Elo", "points", "games"], rows) + "\n\n"
+            + table(["A", "B", "A wins", "ties", "B wins", "A's score", "expected from ratings"], pairs))
+
+
+def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list[str], list[str]]], cfg) -> Path:
+    """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = runs[0].results
+    budget = cfg.budget
+    amounts = ", ".join(f"{size}: {budget[budget.mode][size]:.4g}" for size in dict.fromkeys(r.size for r in runs))
+    header = (f"# Encoder–decoder vs decoder-only: {cfg.name}\n\n"
+              f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
+              f"the other settings are identical, the decoder-only batch scaled to hold as many sentence pairs.\n"
+              f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
+              f"{first['env']['device']}, torch {first['env']['torch']}, git {str(first['env'].get('git_sha'))[:12]}.")
+    sections = [header, training_section(runs), test_section(runs, test_sets, cfg.report.bootstrap, cfg.baseline)]
+    if len(set(r.seed for r in runs)) > 1:
+        sections.append(seeds_section(runs, test_sets))
+    plots.learning_curves(runs, out_dir / "curves.png")
+    sections.append("## Learning curves\n\nValidation loss (all validation sentences) and greedy BLEU (the first "
+                    "`trainer.valid_max_sentences` of each set), averaged over the validation sets.\n\n"
+                    "![learning curves](curves.png)")
+    if len(set(r.size for r in runs)) > 1:
+        plots.bleu_against_params(runs, list(test_sets), out_dir / "params.png")
+        sections.append("## BLEU against parameters\n\n![BLEU against parameters](params.png)")
+    rows = bleu_by_length(runs, test_sets, list(cfg.report.length_buckets))
+    plots.bleu_by_length(rows, [r.name for r in runs], out_dir / "length.png")
+    sections.append(length_section(rows, runs))
+    sections.append(tournament_section(*tournament(runs, test_sets)))
+    sections.append("Every number above comes from `runs/*/results.json` and `runs/*/test/*.hyp` "
+                    "(with the test references of the data step).")
+    path = out_dir / "report.md"
+    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,158 @@
+"""`seq2seq compare`: the plan (equal budgets, like-for-like batches), the report built from real tiny runs
+(its numbers equal results.json), and the report over sizes and seeds from hand-made run directories."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import statistics
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from seq2seq.cli import UserError
+from seq2seq.compare.report import ReportError, Run, write_report
+from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
+from seq2seq.evaluate import score
+from tests.conftest import CONF, toy_pairs
+
+SETS = ["multi30k/test_2016_flickr", "multi30k/test_2017_flickr", "tatoeba/test"]
+
+
+def compare_config(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="compare", overrides=list(overrides))
+
+
+def report_rows(text: str, run: str) -> list[list[str]]:
+    """Cells of every markdown table row that starts with `run`."""
+    return [[c.strip() for c in line.strip("|").split("|")][1:] for line in text.splitlines() if line.startswith(f"| {run} |")]
+
+
+@pytest.mark.parametrize("mode,key,value", [("tokens", "max_tokens", 2.4e7), ("steps", "max_steps", 3000),
+                                            ("minutes", "max_minutes", 4), ("flops", "max_flops", 1.5e13)])
+def test_each_budget_mode_sets_one_stop_condition_equally_for_all_systems(mode, key, value):
+    systems = plan(compare_config(f"budget.mode={mode}", "trainer.patience=3"))
+    assert [s.name for s in systems] == ["transformer_tiny_s1", "gpt_tiny_s1"]
+    for s in systems:
+        stops = {k: s.cfg.trainer[k] for k in ("max_steps", "max_minutes", "max_tokens", "max_flops")}
+        expected = {"max_steps": UNLIMITED_STEPS, "max_minutes": None, "max_tokens": None, "max_flops": None, key: value}
+        assert stops == expected and s.cfg.trainer.patience == 0
+    a, b = (OmegaConf.to_container(s.cfg, resolve=True) for s in systems)
+    assert a["model"]["kind"] == "transformer" and b["model"]["kind"] == "gpt"
+    assert {k: a[k] for k in ("data", "tokenizer", "trainer", "seed")} == {k: b[k] for k in ("data", "tokenizer", "trainer", "seed")}
+
+
+def test_plan_refuses_what_cannot_be_compared_and_takes_variants():
+    with pytest.raises(UserError, match="budget.tokens has no amount for size big"):
+        plan(compare_config("sizes=[big]"))
+    with pytest.raises(UserError, match="no model config gpt_big"):
+        plan(compare_config("sizes=[big]", "+budget.tokens.big=1000"))
+    with pytest.raises(UserError, match="budget.mode=joules"):
+        plan(compare_config("budget.mode=joules"))
+    with pytest.raises(UserError, match="baseline=marian"):
+        plan(compare_config("baseline=marian"))
+    systems = plan(compare_config("+systems.gpt_prefix={model: gpt, overrides: {prefix_lm: true}}", "seeds=[1,2]"))
+    assert [s.name for s in systems][-3:] == ["transformer_tiny_s2", "gpt_tiny_s2", "gpt_prefix_tiny_s2"]
+    assert systems[-1].cfg.model.prefix_lm and not systems[-2].cfg.model.prefix_lm and systems[-1].cfg.seed == 2
+
+
+TINY_RUN = ["budget.tokens.tiny=6000", "trainer.batch_tokens=512", "trainer.valid_every=5", "trainer.save_every=5",
+            "trainer.valid_max_sentences=10", "trainer.test_max_sentences=12", "trainer.final_beam=2",
+            "trainer.warmup=10", "trainer.threads=1", "report.bootstrap=100"]
+
+
+def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data_overrides, caplog):
+    cfg = compare_config(*toy_data_overrides, *TINY_RUN)
+    out = tmp_path / "compare"
+    report = compare(cfg, out)
+    text = report.read_text()
+    runs = {name: json.loads((out / "runs" / name / "results.json").read_text()) for name in ("transformer_tiny_s1", "gpt_tiny_s1")}
+    configs = {name: OmegaConf.load(out / "runs" / name / "config.yaml") for name in runs}
+    for name, res in runs.items():
+        t = res["train"]
+        assert t["stopped_by"] == "max_tokens=6000" and 6000 <= t["tokens"] < 6000 + 2 * configs[name].trainer.batch_tokens
+        training, *tests = report_rows(text, name)[:4]  # the training table, then one table per test set
+        assert training == [f"{res['model']['params']:,}", f"{t['flops'] / t['tokens']:,.0f}",
+                            f"{configs[name].trainer.batch_tokens:,}", f"{t['steps']:,}", f"{t['tokens']:,}",
+                            f"{t['flops']:.3e}", f"{t['seconds']:,.1f}", f"{t['tokens_per_s']:,.0f}", t["stopped_by"]]
+        assert len(tests) == len(SETS)
+        for row, test_set in zip(tests, SETS):
+            entry = res["test"][test_set]
+            assert (row[0], row[3]) == (f"{entry['bleu']:.2f}", f"{entry['chrf']:.2f}")
+            assert row[6] == f"{entry['n'] / max(entry['seconds'], 1e-9):,.1f}"
+    # Same data, tokenizer, seed and schedule; only the batch budget differs, scaled to hold as many pairs.
+    a, b = configs["transformer_tiny_s1"], configs["gpt_tiny_s1"]
+    assert a.data == b.data and a.seed == b.seed and a.tokenizer == b.tokenizer
+    assert {k: v for k, v in a.trainer.items() if k != "batch_tokens"} == {k: v for k, v in b.trainer.items() if k != "batch_tokens"}
+    assert 1.3 * a.trainer.batch_tokens < b.trainer.batch_tokens < 2.2 * a.trainer.batch_tokens
+    spm = [(out / "runs" / name / "spm.model").read_bytes() for name in runs]
+    assert spm[0] == spm[1]
+    for png in ("curves.png", "length.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Tournament" in text and "transformer_tiny_s1 | gpt_tiny_s1 |" in text
+
+    # Again: the finished runs are reused and the report comes out the same; other settings are refused.
+    with caplog.at_level(logging.INFO, logger="seq2seq.compare"):
+        assert compare(cfg, out).read_text() == text
+    assert caplog.text.count("reusing the finished run") == 2
+    with pytest.raises(UserError, match="other settings"):
+        compare(compare_config(*toy_data_overrides, *TINY_RUN, "budget.tokens.tiny=7000"), out)
+
+
+# ---------------------------------------------------------------------------------------------- hand-made runs
+
+def fake_run(directory, test_sets, quality: float, params: int, seed: int) -> None:
+    """A run directory as the trainer leaves it: hypotheses that drop a share of the reference words."""
+    rng = random.Random(seed * 1000 + params)
+    test = {}
+    for name, (_, refs) in test_sets.items():
+        hyps = [" ".join(w for w in r.split() if rng.random() < quality) for r in refs]
+        (directory / "test").mkdir(parents=True, exist_ok=True)
+        (directory / "test" / f"{name.replace('/', '.')}.hyp").write_text("".join(h + "\n" for h in hyps))
+        test[name] = {**score(hyps, refs), "beam": 4, "seconds": 2.0}
+    history = [{"step": s, "seconds": s / 10, "tokens": s * 100, "bleu": quality * s, "nll": 5 - quality * s / 100} for s in (100, 200)]
+    results = {"model": {"name": directory.name, "params": params}, "data": {"manifest_sha256": "ab" * 32, "train_pairs": 1000},
+               "train": {"steps": 200, "seconds": 20.0, "tokens": 20000, "tokens_per_s": 1000.0, "flops": 4.2e9,
+                         "stopped_by": "max_tokens=20000", "history": history},
+               "test": test, "env": {"device": "cpu", "torch": "2", "git_sha": "0" * 40}}
+    (directory / "results.json").write_text(json.dumps(results))
+    (directory / "config.yaml").write_text("trainer:\n  batch_tokens: 4000\n")
+
+
+def test_report_over_sizes_and_seeds(tmp_path):
+    pairs = toy_pairs(60, seed=3)
+    test_sets = {name: ([p[0] for p in pairs[i::3]], [p[1] for p in pairs[i::3]]) for i, name in enumerate(SETS)}
+    runs = []
+    for size, params in (("tiny", 50_000), ("small", 7_000_000)):
+        for seed in (1, 2):
+            for system, quality in (("transformer", 0.9), ("gpt", 0.7)):
+                directory = tmp_path / "runs" / f"{system}_{size}_s{seed}"
+                fake_run(directory, test_sets, quality + (0.05 if size == "small" else 0.0), params, seed)
+                runs.append(Run.load(directory, system, size, seed))
+    cfg = OmegaConf.create({"name": "t", "baseline": "transformer", "budget": {"mode": "tokens", "tokens": {"tiny": 2e4, "small": 2e4}},
+                            "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
+    text = write_report(tmp_path, runs, test_sets, cfg).read_text()
+    for system in ("transformer", "gpt"):
+        for size in ("tiny", "small"):
+            (row,) = report_rows(text, f"{system}_{size}")
+            members = [r for r in runs if (r.system, r.size) == (system, size)]
+            values = [r.results["test"][SETS[0]]["bleu"] for r in members]
+            assert row[:3] == ["2", f"{members[0].params:,}", f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"]
+    assert (tmp_path / "params.png").is_file()
+    gpt_rows = [r for r in report_rows(text, "gpt_tiny_s1") if len(r) == 7]
+    assert len(gpt_rows) == 3 and all(re.fullmatch(r"0\.\d{4}( \*)?", row[2]) for row in gpt_rows)  # p-values vs the baseline
+    assert "| 1–3 |" in text and "| 6+ |" in text
+    ranking = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d+ \| ", line)]  # rank | run | Elo
+    elo = {name.strip(): float(rating) for name, rating in ranking}
+    assert len(elo) == 8 and statistics.mean(elo.values()) == pytest.approx(1000, abs=0.1)
+    assert min(v for k, v in elo.items() if k.startswith("transformer")) > max(v for k, v in elo.items() if k.startswith("gpt"))
+
+    # A results.json that does not match its hypotheses is refused rather than reported.
+    results = runs[0].results
+    results["test"][SETS[0]]["bleu"] += 1.0
+    with pytest.raises(ReportError, match="results.json says"):
+        write_report(tmp_path, runs, test_sets, cfg)
