@@ -55,3 +55,28 @@ def test_hard_alignment_takes_the_argmax_without_eos():
     assert format_alignment(hard_alignment(cross)) == "1-0 0-1"
     assert hard_alignment(torch.ones(1, 4) / 4) == []  # an empty translation aligns nothing
 
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["causal", "prefix_lm"])
+def gpt(request):
+    torch.manual_seed(0)
+    return build_model(compose_config("model=gpt_tiny", f"model.prefix_lm={request.param}").model, 100).eval()
+
+
+def test_decoder_only_maps_are_blocks_of_one_attention_matrix(gpt):
+    from seq2seq.data.tokenizer import SEP
+
+    batched = attention_maps(gpt, SOURCES, TARGETS)
+    for maps, src, tgt in zip(batched, SOURCES, TARGETS):
+        layers, heads, s, t = 5, 4, len(src) + 1, len(tgt) + 1
+        assert maps.source == src + [SEP] and maps.target == tgt + [EOS]
+        assert maps.encoder.shape == (layers, heads, s, s) and maps.decoder.shape == (layers, heads, t, t)
+        assert maps.cross.shape == (layers, heads, t, s)
+        # A target row's weight is spread over the source pieces and the target side (<sep> onwards) only.
+        total = maps.cross[..., :-1].sum(-1) + maps.decoder.sum(-1)
+        assert torch.allclose(total, torch.ones(()), atol=1e-5)
+        assert maps.decoder.triu(diagonal=1).abs().max() == 0
+        assert torch.allclose(maps.encoder.sum(-1), torch.ones(()), atol=1e-5)  # the source sees only itself
+    for i in range(len(SOURCES)):
+        alone = attention_maps(gpt, [SOURCES[i]], [TARGETS[i]])[0]
+        assert torch.allclose(batched[i].cross, alone.cross, atol=1e-5)

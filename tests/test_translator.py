@@ -194,3 +194,16 @@ def test_any_unicode_gives_one_single_line_output_per_input(random_translator, l
     assert len(out) == len(lines)
     assert all("\n" not in o and "\t" not in o for o in out)
     assert all(o == "" for o, s in zip(out, lines) if not s.strip())
+
+
+def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
+    torch.manual_seed(0)
+    model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    translator = Translator(model, toy_tokenizer)
+    for options in ({"beam": 3, "nbest": 2}, {"temperature": 0.0}):
+        t = translator.translate_full(["The cat sees a dog.", ""], max_len_b=5, alignments=True, explain=True, **options)[0]
+        for pieces, pairs in zip(t.pieces, t.alignments):
+            assert [j for _, j in pairs] == list(range(len(pieces)))
+            assert all(0 <= i < len(t.source_pieces) for i, _ in pairs)
+        assert [s.token for s in t.steps] == t.hypotheses[0].tokens + [EOS]
+        assert [s.logprob for s in t.steps] == pytest.approx(t.hypotheses[0].token_logprobs, abs=1e-4)

@@ -57,8 +57,6 @@ def run(args) -> None:
         raise UserError(f"input file not found: {args.input}")
     check_output(args.output, args.force)
     translator = load_translator(args)
-    if args.alignments and translator.model.kind != "transformer":
-        raise UserError(f"--alignments reads cross-attention: it needs an encoder-decoder model, not kind {translator.model.kind!r}")
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
     layers = len(translator.model.decoder.layers) if args.alignments else 0
     if args.alignments and not -layers <= args.alignment_layer < layers:

@@ -2,10 +2,16 @@
 (source, translation) with weight recording on. The attention figures and `translate --alignments`
 both read them here.
 
-Layout of every map: the source axis holds the source pieces then the source's <eos> (S = pieces + 1);
-the target axis holds the generated pieces then <eos> (T = pieces + 1), row i being the decoder query
-that *produced* target piece i (its input is <bos> and the pieces before i). Weights are the softmax
-of eq. 1 before attention dropout, so every row sums to 1 and padding gets exactly 0.
+Layout of every map: the source axis holds the source pieces then the source's end marker (<eos> for
+the encoder–decoder, <sep> for the decoder-only model; S = pieces + 1); the target axis holds the
+generated pieces then <eos> (T = pieces + 1), row i being the query that *produced* target piece i.
+Weights are the softmax of eq. 1 before attention dropout: padding gets exactly 0.
+
+The decoder-only model has one stack over `source <sep> target`; its maps are blocks of that one
+self-attention matrix: `encoder` = source → source, `cross` = target → source (what plays the role of
+cross-attention), `decoder` = target → (<sep>, target pieces), <sep> standing where <bos> stands. Its
+rows sum to 1 only over both blocks together (<sep> counted once); the encoder–decoder's rows sum to 1
+in each map.
 """
 
 from __future__ import annotations
@@ -22,38 +28,48 @@ from seq2seq.model.attention import record_attention
 class AttentionMaps:
     """All attention weights of one (source, target) pair, per layer and head."""
 
-    source: list[int]  # source ids, then <eos>
+    source: list[int]  # source ids, then the end marker (<eos>, or <sep> for the decoder-only model)
     target: list[int]  # generated ids, then <eos>
-    encoder: torch.Tensor  # (layers, heads, S, S) encoder self-attention
-    decoder: torch.Tensor  # (layers, heads, T, T) masked decoder self-attention
-    cross: torch.Tensor  # (layers, heads, T, S) decoder → encoder output (the "spotlight")
+    encoder: torch.Tensor  # (layers, heads, S, S) source self-attention
+    decoder: torch.Tensor  # (layers, heads, T, T) masked target self-attention
+    cross: torch.Tensor  # (layers, heads, T, S) target → source (the "spotlight")
 
 
 @torch.no_grad()
 def attention_maps(model, sources: list[list[int]], targets: list[list[int]]) -> list[AttentionMaps]:
-    """The maps of each (source ids, target ids) pair, computed in one padded batch (model in eval mode).
+    """The maps of each (source ids, target ids) pair, computed in one padded batch (model in eval mode)."""
+    from seq2seq.data.tokenizer import EOS, SEP
 
-    Only the encoder–decoder (kind "transformer") has cross-attention modules to read.
-    """
-    if model.kind != "transformer":
-        raise ValueError(f"attention maps are read from an encoder-decoder (kind transformer), not kind {model.kind!r}")
-    from seq2seq.data.tokenizer import EOS
-
-    batch = collate(list(zip(sources, targets)), "pair").to(next(model.parameters()).device)
-    with record_attention(model):
-        model.logits(batch)
-        layers = {
-            "encoder": [layer.self_attn.weights for layer in model.encoder.layers],
-            "decoder": [layer.self_attn.weights for layer in model.decoder.layers],
-            "cross": [layer.cross_attn.weights for layer in model.decoder.layers],
-        }
-    stacked = {name: torch.stack(ws, dim=1).float().cpu() for name, ws in layers.items()}  # (B, L, h, Tq, Tk)
+    pairs = list(zip(sources, targets))
+    device = next(model.parameters()).device
+    if model.kind == "transformer":
+        with record_attention(model):
+            model.logits(collate(pairs, "pair").to(device))
+            weights = {name: _stack([getattr(layer, attr).weights for layer in stack.layers])
+                       for name, stack, attr in (("encoder", model.encoder, "self_attn"),
+                                                 ("decoder", model.decoder, "self_attn"),
+                                                 ("cross", model.decoder, "cross_attn"))}
+        out = []
+        for b, (src, tgt) in enumerate(pairs):
+            s, t = len(src) + 1, len(tgt) + 1
+            out.append(AttentionMaps(list(src) + [EOS], list(tgt) + [EOS], weights["encoder"][b, ..., :s, :s],
+                                     weights["decoder"][b, ..., :t, :t], weights["cross"][b, ..., :t, :s]))
+        return out
+    with record_attention(model):  # decoder-only: blocks of the one stack's attention over `s <sep> t`
+        model.logits(collate(pairs, "concat").to(device))
+        weights = _stack([layer.self_attn.weights for layer in model.decoder.layers])
     out = []
-    for b, (src, tgt) in enumerate(zip(sources, targets)):
-        s, t = len(src) + 1, len(tgt) + 1
-        out.append(AttentionMaps(list(src) + [EOS], list(tgt) + [EOS], encoder=stacked["encoder"][b, :, :, :s, :s],
-                                 decoder=stacked["decoder"][b, :, :, :t, :t], cross=stacked["cross"][b, :, :, :t, :s]))
+    for b, (src, tgt) in enumerate(pairs):
+        n = len(src)
+        rows = slice(n, n + len(tgt) + 1)  # <sep> produces the first target piece, the last piece <eos>
+        out.append(AttentionMaps(list(src) + [SEP], list(tgt) + [EOS], weights[b, ..., : n + 1, : n + 1],
+                                 weights[b, ..., rows, rows], weights[b, ..., rows, : n + 1]))
     return out
+
+
+def _stack(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """[(B, h, Tq, Tk)] * layers -> (B, layers, h, Tq, Tk) on the CPU."""
+    return torch.stack(per_layer, dim=1).float().cpu()
 
 
 def cross_attention(model, src_ids: list[int], tgt_ids: list[int], layer: int | None = -1,
