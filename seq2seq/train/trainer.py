@@ -3,6 +3,11 @@ validation → checkpoints → averaging (§6.1) → test scores. One loop for b
 
 `train(cfg, run_dir)` is a plain function; `seq2seq train` wraps it with Hydra. A run directory that
 already holds checkpoints is resumed: weights, optimizer, step, data position and RNG states.
+
+Launched by `torchrun --nproc-per-node N`, the same loop trains data-parallel (seq2seq/train/distributed.py):
+rank r takes batches r, r+N, … of each epoch, the loss is normalised by the step's target tokens over
+all ranks so that a step equals one process's step on the combined batches, and rank 0 alone writes
+the run directory, validates and tests.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from seq2seq.evaluate import score, write_lines
 from seq2seq.model.build import build_model, count_parameters
 from seq2seq.model.directory import save_model_dir
 from seq2seq.train import checkpoint
+from seq2seq.train.distributed import Group, local_processes, shard
 from seq2seq.train.flops import FlopCounter
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
@@ -67,7 +73,7 @@ def select_device(tcfg) -> tuple[torch.device, torch.dtype | None]:
     if device.type == "cuda" and tcfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if device.type == "cpu":
-        torch.set_num_threads(tcfg.threads or os.cpu_count() or 1)
+        torch.set_num_threads(tcfg.threads or max(1, (os.cpu_count() or 1) // local_processes()))
     precision = tcfg.precision if tcfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     return device, (torch.bfloat16 if precision == "bf16" else None)
 
@@ -114,22 +120,28 @@ def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int) -> lis
 
 
 class Prefetcher:
-    """Collates batches on a background thread so the step never waits for the CPU-side work."""
+    """Collates batches on a background thread so the step never waits for the CPU-side work.
 
-    def __init__(self, pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, pin=False, depth=8):
+    Yields (epoch, index, batch): the data position after this batch's round (every rank's batch at
+    this place), normalised to (epoch + 1, 0) once the epoch has no round left."""
+
+    def __init__(self, pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, pin=False, depth=8,
+                 rank=0, world=1):
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
         self.pin = pin
-        args = (pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs)
+        args = (pairs, batcher, layout, loss_on_source, start_epoch, start_index, max_epochs, rank, world)
         self.thread = threading.Thread(target=self._run, args=args, daemon=True)
         self.thread.start()
 
-    def _run(self, pairs, batcher, layout, loss_on_source, epoch, index, max_epochs):
+    def _run(self, pairs, batcher, layout, loss_on_source, epoch, index, max_epochs, rank, world):
         while not self.stop.is_set() and (max_epochs is None or epoch < max_epochs):
             batches = batcher.batches(epoch)
-            for i in range(index, len(batches)):
+            for i in shard(len(batches), index, rank, world):
                 batch = collate([pairs[j] for j in batches[i]], layout, loss_on_source)
-                item = (epoch, i + 1, len(batches), batch.pin_memory() if self.pin else batch)
+                after = i - rank + world
+                position = (epoch, after) if after + world <= len(batches) else (epoch + 1, 0)
+                item = (*position, batch.pin_memory() if self.pin else batch)
                 while not self.stop.is_set():
                     try:
                         self.queue.put(item, timeout=0.1)
@@ -176,20 +188,29 @@ class StopRequest:
 # ---------------------------------------------------------------------------------------------- loop
 
 def train(cfg, run_dir: str | os.PathLike) -> dict:
-    """Train the configured model in `run_dir` (resuming if it holds checkpoints); return results.json."""
+    """Train the configured model in `run_dir` (resuming if it holds checkpoints); return results.json.
+    Under torchrun every rank calls this, and every rank returns rank 0's results."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
+    device, amp_dtype = select_device(cfg.trainer)
+    group, device = Group.start(device)  # a group of one outside torchrun
     try:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    except OSError as e:
-        raise TrainingError(f"run directory {run_dir} is not writable: {e.strerror}") from None
-    handler = attach_log_file(run_dir / "train.log")
-    try:
-        return _train(cfg, run_dir, ckpt_dir)
+        if not group.main:  # the other ranks write nothing and log warnings only
+            logging.getLogger("seq2seq").setLevel(logging.WARNING)
+            return _train(cfg, run_dir, ckpt_dir, group, device, amp_dtype)
+        try:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        except OSError as e:
+            raise TrainingError(f"run directory {run_dir} is not writable: {e.strerror}") from None
+        handler = attach_log_file(run_dir / "train.log")
+        try:
+            return _train(cfg, run_dir, ckpt_dir, group, device, amp_dtype)
+        finally:
+            logging.getLogger("seq2seq").removeHandler(handler)
+            handler.close()
     finally:
-        logging.getLogger("seq2seq").removeHandler(handler)
-        handler.close()
+        group.close()
 
 
 def attach_log_file(path: Path) -> logging.Handler:
@@ -201,13 +222,14 @@ def attach_log_file(path: Path) -> logging.Handler:
     return handler
 
 
-def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
+def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.device, amp_dtype) -> dict:
     tcfg, mcfg = cfg.trainer, cfg.model
     torch.manual_seed(cfg.seed)
-    device, amp_dtype = select_device(tcfg)
 
-    train_src, train_tgt, tokenizer = prepare_data(cfg)
-    shutil.copyfile(tokenizer.path, run_dir / "spm.model")
+    with group.main_first():  # rank 0 writes the splits and the tokenizer, the others read them
+        train_src, train_tgt, tokenizer = prepare_data(cfg)
+    if group.main:
+        shutil.copyfile(tokenizer.path, run_dir / "spm.model")
     pairs = encode_pairs(tokenizer, train_src, train_tgt, tcfg.max_len)
     layout = "pair" if mcfg.kind == "transformer" else "concat"
     loss_on_source = bool(mcfg.get("loss_on_source", False))
@@ -218,6 +240,8 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
     valid_sets = {name: read_sets(cfg.data, [name]) for name in active_sets(cfg.data, "valid_sets")}
 
     model = build_model(mcfg, len(tokenizer)).to(device)
+    if group.rank:
+        torch.manual_seed(cfg.seed + group.rank)  # the same initial weights, dropout masks of its own
     n_params = count_parameters(model)
     log.info("model %s: %s parameters on %s (%s)", mcfg.get("name", mcfg.kind), f"{n_params:,}", device,
              "bf16 autocast" if amp_dtype else "fp32")
@@ -229,23 +253,31 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
 
     progress = Progress()
     resumed = checkpoint.latest_loadable(ckpt_dir, warn=log.warning)
+    found = group.gather(resumed and resumed["progress"]["step"])
+    if len(set(found)) > 1:
+        raise TrainingError(f"the ranks found different checkpoints in {ckpt_dir} (steps {found}): "
+                            "every machine must see the same run directory (a shared filesystem)")
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         progress = Progress(**resumed["progress"])
-        torch.set_rng_state(resumed["rng"]["torch"])
-        if device.type == "cuda" and resumed["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(resumed["rng"]["cuda"])
+        rng = resumed["rng"]
+        if len(resumed.get("rng_ranks") or ()) == group.world:
+            rng = resumed["rng_ranks"][group.rank]  # each rank's own dropout stream, on as many ranks as before
+        torch.set_rng_state(rng["torch"])
+        if device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"])
         log.info("resumed from step %d (epoch %d, batch %d)", progress.step, progress.epoch, progress.batch_index)
     elif tcfg.init_from:
         init_weights_from(model, tcfg.init_from)
-    step_logits = torch.compile(model.logits) if tcfg.compile else model.logits
+    forward = group.wrap(model)  # model.logits, or DistributedDataParallel over it
+    step_logits = torch.compile(forward) if tcfg.compile else forward
 
     budget_s = tcfg.max_minutes * 60 if tcfg.max_minutes else math.inf
     prefetch = Prefetcher(pairs, batcher, layout, loss_on_source, progress.epoch, progress.batch_index,
-                          tcfg.max_epochs, pin=device.type == "cuda")
-    writer = tensorboard_writer(run_dir)
-    bar = progress_bar(tcfg, progress)
+                          tcfg.max_epochs, pin=device.type == "cuda", rank=group.rank, world=group.world)
+    writer = tensorboard_writer(run_dir) if group.main else None
+    bar = progress_bar(tcfg, progress, enabled=group.main)
     sync_every = 1 if device.type == "cpu" else tcfg.log_every  # host syncs stall a GPU: batch them
     running_loss = torch.zeros((), device=device)
     running_tokens = 0
@@ -257,27 +289,33 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
     with StopRequest() as stop:
         t_last = time.perf_counter()  # the budget counts training steps, not validation or checkpoint writes
         while stop_reason is None:
-            stop_reason = budget_reached(tcfg, progress, budget_s)
+            stop_reason = group.main_decides(budget_reached(tcfg, progress, budget_s))  # rank 0's clock
             if stop_reason:
                 break
             micro = [prefetch.get() for _ in range(tcfg.accumulate)]
-            if any(m is None for m in micro):
+            if any(m is None for m in micro):  # every rank has as many batches an epoch: all stop here
                 stop_reason = f"max_epochs={tcfg.max_epochs}"
                 break
             model.train()
             lr = noam_lr(progress.step + 1, mcfg.d_model, tcfg.warmup, lr_scale)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            step_tokens = sum(m[3].tgt_tokens for m in micro)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            batches = [m[2] for m in micro]
+            step_tokens, tokens, flops = group.sum(  # this step's counts over all ranks
+                sum(b.tgt_tokens for b in batches), sum(b.src_tokens + b.tgt_tokens for b in batches),
+                sum(count_flops(b) for b in batches))
+            # DDP averages the ranks' gradients: over the mean of their tokens, the mean is Σ grad / step_tokens
+            tokens_per_rank = step_tokens / group.world if group.world > 1 else step_tokens
             step_loss = torch.zeros((), device=device)
-            for _, _, _, batch in micro:
+            for i, batch in enumerate(batches):
                 batch = batch.to(device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = step_logits(batch)
-                loss, nll = label_smoothed_loss(logits, batch.tgt_out, tcfg.label_smoothing)
-                (loss / step_tokens).backward()
+                with group.accumulating(i < len(batches) - 1):
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        logits = step_logits(batch)
+                    loss, nll = label_smoothed_loss(logits, batch.tgt_out, tcfg.label_smoothing)
+                    (loss / tokens_per_rank).backward()
                 step_loss += nll
-            bad = (~torch.isfinite(step_loss)).float()
+            bad = group.max_((~torch.isfinite(step_loss)).float())  # a rank's non-finite loss skips the step on all
             optimizer.found_inf = bad
             if tcfg.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm)
@@ -288,11 +326,10 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
             running_loss += torch.nan_to_num(step_loss, nan=0.0, posinf=0.0, neginf=0.0)
             running_tokens += step_tokens
 
-            epoch, index, n_batches, _ = micro[-1]
             progress.step += 1
-            progress.epoch, progress.batch_index = (epoch, index) if index < n_batches else (epoch + 1, 0)
-            progress.tokens += sum(m[3].src_tokens + m[3].tgt_tokens for m in micro)
-            progress.flops += sum(count_flops(m[3]) for m in micro)
+            progress.epoch, progress.batch_index = micro[-1][:2]
+            progress.tokens += int(tokens)
+            progress.flops += flops
             now = time.perf_counter()
             progress.seconds += now - t_last
             t_last = now
@@ -301,28 +338,32 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
             if progress.step % sync_every == 0:
                 check_nonfinite(progress, nonfinite_run, nonfinite_total, tcfg.nonfinite_limit)
             if progress.step % tcfg.log_every == 0:
-                report(progress, running_loss, running_tokens, lr, budget_s, bar, writer)
+                report(progress, group.sum_(running_loss), running_tokens, lr, budget_s, bar, writer)
                 running_loss.zero_()
                 running_tokens = 0
             if progress.step % tcfg.valid_every == 0:
-                if validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device, amp_dtype,
-                            progress, ckpt_dir, writer):
+                if group.main and validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device,
+                                           amp_dtype, progress, ckpt_dir, writer):
                     stop_reason = f"no BLEU improvement in {tcfg.patience} validations"
-            if progress.step % tcfg.save_every == 0 or stop_reason or stop.requested:
-                save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last)
+                stop_reason = group.main_decides(stop_reason)  # the others wait for rank 0's validation
+            interrupted = group.any(stop.requested)  # a signal to any rank stops them all after this step
+            if progress.step % tcfg.save_every == 0 or stop_reason or interrupted:
+                save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last, group)
                 last_saved = progress.step
-            if stop.requested:
+            if interrupted:
                 stop_reason = "interrupted"
             t_last = time.perf_counter()
         prefetch.close()
         bar.close()
         check_nonfinite(progress, nonfinite_run, nonfinite_total, tcfg.nonfinite_limit)
         if last_saved != progress.step:
-            save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last)
+            save_checkpoint(model, optimizer, progress, ckpt_dir, tcfg.keep_last, group)
     log.info("training stopped at step %d after %.1f min (%s)", progress.step, progress.seconds / 60, stop_reason)
     if stop_reason == "interrupted":
         log.warning("checkpoint written at step %d; run the same command again to resume", progress.step)
         raise SystemExit(130)
+    if not group.main:
+        return group.from_main(None)  # rank 0 averages, writes model/ and results.json, and tests
 
     weights, weights_from = final_weights(model, ckpt_dir, tcfg.average_last)
     log.info("model/ holds %s", weights_from)
@@ -335,13 +376,13 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path) -> dict:
                   "tokens_per_s": round(progress.tokens / max(progress.seconds, 1e-9), 1),
                   "flops": progress.flops, "model_tflops_per_s": round(progress.flops / max(progress.seconds, 1e-9) / 1e12, 3),
                   "skipped_updates": progress.skipped, "wall_seconds": round(time.perf_counter() - t_wall, 1),
-                  "stopped_by": stop_reason, "history": progress.history},
+                  "stopped_by": stop_reason, "processes": group.world, "history": progress.history},
         "test": test_scores(Translator(model, tokenizer, device), cfg, run_dir),
         "env": environment(device),
     }
     checkpoint.atomic_write(run_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     log.info("results: %s", run_dir / "results.json")
-    return results
+    return group.from_main(results)
 
 
 def budget_reached(tcfg, progress: Progress, budget_s: float) -> str | None:
@@ -386,13 +427,20 @@ def init_weights_from(model, path) -> None:
     log.info("initialised weights from %s (fresh optimizer and schedule)", path)
 
 
-def save_checkpoint(model, optimizer, progress: Progress, ckpt_dir: Path, keep_last: int) -> None:
+def save_checkpoint(model, optimizer, progress: Progress, ckpt_dir: Path, keep_last: int, group: Group) -> None:
+    """Rank 0 writes the checkpoint; with several ranks it holds each rank's RNG state too (`rng_ranks`)."""
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    rng_ranks = group.gather(rng)
+    if not group.main:
+        return
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "progress": asdict(progress),
-        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
+        "rng": rng,
     }
+    if group.world > 1:
+        state["rng_ranks"] = rng_ranks
     try:
         checkpoint.save(state, checkpoint.step_path(ckpt_dir, progress.step))
     except OSError as e:
@@ -499,8 +547,8 @@ def tensorboard_writer(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def progress_bar(tcfg, progress: Progress):
+def progress_bar(tcfg, progress: Progress, enabled: bool = True):
     from tqdm import tqdm
 
     return tqdm(total=tcfg.max_steps if not tcfg.max_minutes else None, initial=progress.step, unit="step",
-                dynamic_ncols=True, mininterval=2.0, disable=None)
+                dynamic_ncols=True, mininterval=2.0, disable=None if enabled else True)
