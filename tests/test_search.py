@@ -32,6 +32,8 @@ class FixedModel:
         def reorder(self, index):
             pass
 
+        select = reorder
+
     def begin(self, src, use_cache=True):
         return self.State()
 

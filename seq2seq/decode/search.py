@@ -1,7 +1,8 @@
 """Search strategies: greedy, beam search with length penalty, sampling with temperature.
 
 They drive any model that offers `decoder_start_id`, `source_lengths(src)`, `begin(src, use_cache)` →
-state (with `reorder(index)`), and `step(state, prefix)` → next-token logits: the encoder–decoder and the
+state (with `reorder(index)` within a sentence's beams and `select(index)` of rows), and
+`step(state, prefix)` → next-token logits: the encoder–decoder and the
 decoder-only model alike. Output length (pieces before <eos>) is capped at a · source length + b (the
 paper: a=1, b=50, §6.1), and at `model.max_target_pieces(src)` when the model defines it.
 """
@@ -109,7 +110,8 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
     batch, device = src.size(0), src.device
     limit = max_lengths(model, src, max_len_a, max_len_b)
     rows = torch.arange(batch, device=device).repeat_interleave(beam)
-    state = model.begin(src[rows], use_cache)
+    state = model.begin(src, use_cache)  # the encoder runs once per sentence ...
+    state.select(rows)  # ... and each of its `beam` hypotheses gets a copy
     active = torch.arange(batch, device=device)  # sentences still being searched
     prefix = torch.full((batch * beam, 1), model.decoder_start_id, dtype=torch.long, device=device)
     token_logprobs = torch.zeros(batch * beam, 0, device=device)
@@ -165,5 +167,5 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
             keep_rows = (keep_sent[:, None] * beam + torch.arange(beam, device=device)).view(-1)
             active, scores = active[keep_sent], scores[keep_sent]
             prefix, token_logprobs = prefix[keep_rows], token_logprobs[keep_rows]
-            state.reorder(keep_rows)
+            state.select(keep_rows)
     return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]

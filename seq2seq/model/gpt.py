@@ -53,6 +53,8 @@ class DecoderOnlyState:
                 for key in cache:
                     cache[key] = cache[key][index]
 
+    select = reorder  # the cache holds the source's keys too, so any change of rows moves all of it
+
 
 class DecoderOnly(nn.Module):
     """A language model over `s <sep> t`: `model.layers` encoder layers, causal (or prefix-LM) attention."""

@@ -17,19 +17,28 @@ def check_length(length: int, embeddings: Embeddings) -> None:
 
 class DecodingState:
     """What incremental decoding carries between steps: the encoder output and, when caching, the
-    per-layer keys/values. `reorder` follows beam search's choice of hypotheses."""
+    per-layer keys/values. Beam search calls `reorder` when hypotheses change places within their
+    sentence (only the self-attention caches depend on the hypothesis) and `select` to drop sentences."""
 
     def __init__(self, memory: torch.Tensor, memory_mask: torch.Tensor, use_cache: bool, n_layers: int):
         self.memory, self.memory_mask = memory, memory_mask
         self.caches = [{} for _ in range(n_layers)] if use_cache else None
 
     def reorder(self, index: torch.Tensor) -> None:
+        """Rows take their state from rows `index` of the same sentence: memory and cross-attention stay."""
+        self._index(index, ("self",))
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (any rows): everything follows."""
         self.memory, self.memory_mask = self.memory[index], self.memory_mask[index]
-        if self.caches is not None:
-            for cache in self.caches:
-                for sub in cache.values():
-                    for key in sub:
-                        sub[key] = sub[key][index]
+        self._index(index, ("self", "cross"))
+
+    def _index(self, index: torch.Tensor, parts: tuple[str, ...]) -> None:
+        for cache in self.caches or []:
+            for part in parts:
+                sub = cache.get(part, {})
+                for key in sub:
+                    sub[key] = sub[key].index_select(0, index)
 
 
 class EncoderDecoder(nn.Module):
