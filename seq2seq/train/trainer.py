@@ -304,7 +304,8 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
             step_tokens, tokens, flops = group.sum(  # this step's counts over all ranks
                 sum(b.tgt_tokens for b in batches), sum(b.src_tokens + b.tgt_tokens for b in batches),
                 sum(count_flops(b) for b in batches))
-            # DDP averages the ranks' gradients: over the mean of their tokens, the mean is Σ grad / step_tokens
+            # DDP averages the ranks' gradients: with each rank's loss over the mean tokens a rank, that average
+            # is Σ_r grad_r / step_tokens, one process's gradient on all of the step's batches
             tokens_per_rank = step_tokens / group.world if group.world > 1 else step_tokens
             step_loss = torch.zeros((), device=device)
             for i, batch in enumerate(batches):
