@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+LEFTOVER = re.compile(r"^\..+\.pt\.\w+\.tmp$")  # a temporary file of `atomic_write` that a kill left behind
 
 
 class CheckpointError(Exception):
@@ -85,8 +86,13 @@ def latest_loadable(directory: str | os.PathLike, warn=print) -> dict | None:
 
 
 def prune(directory: str | os.PathLike, keep_last: int) -> None:
+    """Keep the last `keep_last` step checkpoints, and delete the temporary files of writes a kill interrupted
+    (called by the only writer, after a write, so none is in progress)."""
     for path in list_steps(directory)[:-keep_last] if keep_last > 0 else []:
         path.unlink(missing_ok=True)
+    for path in Path(directory).iterdir():
+        if LEFTOVER.match(path.name):
+            path.unlink(missing_ok=True)
 
 
 def average(paths: list[str | os.PathLike]) -> dict[str, torch.Tensor]:
