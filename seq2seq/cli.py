@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def run_hydra(command: str, argv: list[str]) -> None:
 
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s | %(message)s", datefmt="%H:%M:%S")
 
@@ -77,10 +80,34 @@ def run_hydra(command: str, argv: list[str]) -> None:
                 return compare(cfg, output_dir)
         except user_errors() as e:
             fail(str(e))
+        except KeyboardInterrupt:  # a second Ctrl-C: the first one checkpoints and exits by itself
+            fail("interrupted; run the same command again to resume from the last checkpoint", 130)
 
     config_name = "compare" if command == "compare" else "config"
     sys.argv = [f"seq2seq {command}", *argv]
-    hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
+    full_error = "HYDRA_FULL_ERROR" in os.environ
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors instead of printing them over many lines
+    try:
+        hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(task)()
+    except (HydraException, OmegaConfBaseException) as e:
+        if full_error:
+            raise
+        fail(config_message(e))
+    finally:
+        if not full_error:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def config_message(e: Exception) -> str:
+    """A Hydra or OmegaConf error in one line; an unknown name in a config group lists the available ones."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        return f"unknown {group} {name!r}; available: {', '.join(e.options)}"
+    text = " ".join(str(e).split("\n\n")[0].split())  # the first paragraph; Hydra's search path follows
+    cause = e.__cause__
+    return text + (f" ({' '.join(str(cause).splitlines()[0].split())})" if cause and str(cause).strip() else "")
 
 
 def main(argv: list[str] | None = None) -> None:

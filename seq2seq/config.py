@@ -7,17 +7,40 @@ class ConfigError(Exception):
     pass
 
 
+POSITIVE = {  # counts that must be at least 1: the model has no zero-sized part, the trainer divides by these
+    "model": ("d_model", "d_ff", "heads", "layers", "encoder_layers", "decoder_layers", "max_positions"),
+    "trainer": ("batch_tokens", "accumulate", "max_len", "warmup", "valid_every", "save_every",
+                "log_every", "nonfinite_limit"),
+}
+LIMITS = ("max_epochs", "max_minutes", "max_tokens", "max_flops")  # stop conditions that null turns off
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate(cfg) -> None:
     """Raise ConfigError for values that cannot work (Hydra already rejects unknown keys and names)."""
     m, t = cfg.model, cfg.trainer
-    problems = []
+    problems = [f"{group}.{key}={value} must be a number of at least 1" for group, keys in POSITIVE.items()
+                for key in keys if key in cfg[group] and (not _number(value := cfg[group][key]) or value < 1)]
+    for key in ("max_steps", *LIMITS):
+        value = t.get(key)
+        if (value is not None or key == "max_steps") and (not _number(value) or value < 0):
+            problems.append(f"trainer.{key}={value} must be a number of at least 0" + (" or null" if key in LIMITS else ""))
+    if problems:  # the checks below compute with these
+        raise ConfigError("; ".join(problems))
     if m.d_model % m.heads:
         problems.append(f"model.d_model={m.d_model} is not divisible by model.heads={m.heads}")
-    for key in ("dropout", "attention_dropout", "activation_dropout"):
-        if key in m and not 0.0 <= m[key] < 1.0:
-            problems.append(f"model.{key}={m[key]} must be in [0, 1)")
-    if m.vocab_size <= 5:
-        problems.append(f"model.vocab_size={m.vocab_size} leaves no room beyond the 5 special symbols")
+    for group, key in (("model", "dropout"), ("model", "attention_dropout"), ("model", "activation_dropout"),
+                       ("trainer", "label_smoothing")):
+        if key in cfg[group] and not (_number(value := cfg[group][key]) and 0.0 <= value < 1.0):
+            problems.append(f"{group}.{key}={value} must be in [0, 1)")
+    tok = cfg.tokenizer
+    if tok.vocab_size <= 5 + (256 if tok.byte_fallback else 0):
+        problems.append(f"tokenizer.vocab_size={tok.vocab_size} (model.vocab_size by default) leaves no room "
+                        "beyond the 5 special symbols"
+                        + (" and the 256 byte pieces of tokenizer.byte_fallback" if tok.byte_fallback else ""))
     longest = 2 * t.max_len + 1 if m.kind == "gpt" else t.max_len + 1
     if t.batch_tokens < longest:
         problems.append(f"trainer.batch_tokens={t.batch_tokens} is smaller than the longest example "
