@@ -19,7 +19,9 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.build import build_model
 from seq2seq.train import checkpoint
 
-REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "norm", "tie_embeddings", "positional", "max_positions")
+REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "attention_dropout", "activation_dropout", "norm",
+                 "tie_embeddings", "positional", "max_positions")
+LAYER_KEYS = {"transformer": ("encoder_layers", "decoder_layers"), "gpt": ("layers",)}
 
 
 class ModelDirError(Exception):
@@ -47,7 +49,7 @@ def load_model_dir(directory, device: str | torch.device = "cpu"):
         vocab_size = int(meta["vocab_size"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelDirError(f"{directory / 'config.json'}: missing or invalid ({type(e).__name__}: {e})") from None
-    missing = [k for k in REQUIRED_KEYS if k not in model_cfg]
+    missing = [k for k in REQUIRED_KEYS + LAYER_KEYS.get(model_cfg.get("kind"), ()) if k not in model_cfg]
     if missing:
         raise ModelDirError(f"{directory / 'config.json'}: model config lacks {', '.join(missing)}")
     try:
@@ -58,7 +60,7 @@ def load_model_dir(directory, device: str | torch.device = "cpu"):
         raise ModelDirError(f"{directory}: tokenizer has {len(tokenizer)} pieces but the model expects {vocab_size}")
     try:
         model = build_model(model_cfg, vocab_size)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # an unknown kind, impossible sizes, a value of the wrong type
         raise ModelDirError(f"{directory / 'config.json'}: {e}") from None
     try:
         state = checkpoint.load(directory / "model.pt")["model"]
