@@ -2,7 +2,8 @@
 
 `clean` is total (any `str`, never raises) and idempotent: NFC, no control or format characters,
 every kind of Unicode whitespace (tab, newline, NBSP U+00A0, narrow NBSP U+202F, ...) becomes one
-plain space, runs collapsed, ends stripped.
+plain space, runs collapsed, ends stripped. So does U+2581 `▁`, SentencePiece's own sign for a space: left
+in the text it would come back from the tokenizer as a space.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 
 _DROP = ("Cc", "Cf", "Cs")  # control, format (zero-width space, BOM, soft hyphen...), lone surrogates
+SPM_SPACE = "\u2581"
 
 
 class _Table(dict):
@@ -17,7 +19,7 @@ class _Table(dict):
 
     def __missing__(self, code: int) -> str | None:
         ch = chr(code)
-        if ch.isspace():
+        if ch.isspace() or ch == SPM_SPACE:
             value = " "
         elif unicodedata.category(ch) in _DROP:
             value = None
@@ -32,6 +34,6 @@ _TABLE = _Table()
 
 def clean(s: str) -> str:
     """Normalise one sentence: NFC, controls removed, whitespace collapsed to single spaces, stripped."""
-    if not s.isprintable():  # printable = no Cc/Cf/Cs and no whitespace other than " "
+    if not s.isprintable() or SPM_SPACE in s:  # printable = no Cc/Cf/Cs and no whitespace other than " "
         s = s.translate(_TABLE)
     return " ".join(unicodedata.normalize("NFC", s).split())
