@@ -29,6 +29,7 @@ from seq2seq.model.directory import ModelDirError, load_model_dir
 from seq2seq.train import checkpoint
 from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import StopRequest, TrainingError, train
+from seq2seq.translator import Translator
 from tests.conftest import ROOT, compose_config
 from tests.test_translator import make_model_dir
 
@@ -327,6 +328,28 @@ def test_a_broken_model_directory_is_one_line_naming_the_problem(good_model_dir,
         load_model_dir(directory)
     text = str(e.value)
     assert message in text and str(directory) in text and "\n" not in text
+
+
+# ---------------------------------------------------------------------------------------------- §3 output files
+
+def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_model_dir, tmp_path, monkeypatch):
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("The cat sees a dog.\n" * 5)
+    out.write_text("the previous translations\n")
+    real, calls = Translator.translate_full, itertools.count()
+
+    def ctrl_c_on_the_third_buffer(self, lines, **options):
+        if next(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, lines, **options)
+
+    monkeypatch.setattr(Translator, "translate_full", ctrl_c_on_the_third_buffer)
+    with pytest.raises(SystemExit) as e:
+        main(["translate", "--model", str(good_model_dir), "--beam", "1", "--max-len-b", "3", "--buffer-size", "1",
+              "-i", str(source), "-o", str(out), "--force"])
+    assert e.value.code == 130
+    assert out.read_text() == "the previous translations\n"  # not two new lines and a cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]  # no temporary file left
 
 
 # ---------------------------------------------------------------------------------------------- §4 configuration
