@@ -58,9 +58,9 @@ def assert_every_checkpoint_loads(run: Path) -> None:
 
 def start(run: Path, args: list[str]) -> subprocess.Popen:
     """`seq2seq train` in a subprocess, its standard error in <run>.err."""
-    err = open(run.parent / f"{run.name}.err", "ab")
-    return subprocess.Popen([sys.executable, "-m", "seq2seq", "train", *args, f"hydra.run.dir={run}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=err)
+    with open(run.parent / f"{run.name}.err", "ab") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "seq2seq", "train", *args, f"hydra.run.dir={run}"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)
 
 
 def wait_for(proc: subprocess.Popen, condition, run: Path, timeout: float = 90.0) -> None:
@@ -96,9 +96,9 @@ def test_kill_9_at_random_moments_then_resuming_gives_the_uninterrupted_run(tmp_
         target = rng.randint(3 + 12 * band, 12 + 12 * band)  # one kill in each third of the run
         proc = start(run, args)
         if moment == "while a checkpoint is written":
-            wait_for(proc, lambda: any(s >= target for s in temp_files(run)), run)
+            wait_for(proc, lambda t=target: any(s >= t for s in temp_files(run)), run)
         else:
-            wait_for(proc, lambda: any(s >= target for s in steps_on_disk(run)), run)
+            wait_for(proc, lambda t=target: any(s >= t for s in steps_on_disk(run)), run)
             time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()  # SIGKILL: no handler, no cleanup
         proc.wait()
@@ -360,12 +360,12 @@ def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_mode
     ("model.attention_dropout=-0.1", "model.attention_dropout=-0.1 must be in [0, 1)"),
     ("model.vocab_size=5", "tokenizer.vocab_size=5 (model.vocab_size by default) leaves no room beyond the 5 special"),
     ("tokenizer.vocab_size=261", "and the 256 byte pieces of tokenizer.byte_fallback"),
-    ("trainer.batch_tokens=100", "trainer.batch_tokens=100 is smaller than the longest example (129 tokens with "
-                                 "trainer.max_len=128)"),
+    ("trainer.batch_tokens=100", ("trainer.batch_tokens=100 is smaller than the longest example (129 tokens with "
+                                  "trainer.max_len=128)")),
     ("trainer.save_every=0", "trainer.save_every=0 must be a number of at least 1"),
     ("trainer.max_steps=many", "trainer.max_steps=many must be a number of at least 0"),
-    ("model=nope", "unknown model 'nope'; available: gpt_base, gpt_small, gpt_tiny, transformer_base, transformer_big, "
-                   "transformer_small, transformer_tiny"),
+    ("model=nope", ("unknown model 'nope'; available: gpt_base, gpt_small, gpt_tiny, transformer_base, "
+                    "transformer_big, transformer_small, transformer_tiny")),
     ("trainer=nope", "unknown trainer 'nope'; available: default"),
     ("data=nope", "unknown data 'nope'; available: default"),
     ("experiment=nope", "unknown experiment 'nope'; available: cpu_small, "),
