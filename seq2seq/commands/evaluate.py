@@ -43,7 +43,10 @@ def run(args) -> None:
     if args.bootstrap < 0 or (args.max_sentences is not None and args.max_sentences < 1):
         raise UserError("--bootstrap must be >= 0 and --max-sentences >= 1")
     check_output(args.output, args.force)
-    model_dir = args.model or default_model_dir()
+    model_dir = args.model
+    if model_dir is None:
+        model_dir = default_model_dir()
+        warn(f"model: {model_dir}")
     if args.src is not None:
         pairs = {str(args.src): read_pair(args.src, args.ref)}
     else:
