@@ -203,7 +203,8 @@ class Translator:
             hyps, aligned = [], [] if alignments else None
             for k in range(min((len(u.hyps) for u in units), default=0)):
                 parts = [u.hyps[k] for u in units]
-                lps = [lp for h in parts for lp in h.token_logprobs[:len(h.tokens)]] + parts[-1].token_logprobs[len(parts[-1].tokens):]
+                lps = [lp for h in parts for lp in h.token_logprobs[:len(h.tokens)]]  # the pieces of every part ...
+                lps += parts[-1].token_logprobs[len(parts[-1].tokens):]  # ... then the last part's <eos>
                 hyps.append(Hypothesis([t for h in parts for t in h.tokens], sum(h.score for h in parts),
                                        sum(h.logprob for h in parts), lps))
                 if alignments:
