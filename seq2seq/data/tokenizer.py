@@ -77,7 +77,7 @@ def train_tokenizer(
         unk_id=UNK,
         bos_id=BOS,
         eos_id=EOS,
-        user_defined_symbols=[SEP_PIECE],
+        control_symbols=[SEP_PIECE],  # never made from text: a typed "<sep>" stays plain characters
         hard_vocab_limit=False,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
