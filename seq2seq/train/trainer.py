@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
 from seq2seq.data.prepare import manifest_sha256, prepare, read_split
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_path, train_tokenizer
-from seq2seq.evaluate import score, write_lines
+from seq2seq.evaluate import format_table, score, translate_and_score, write_lines
 from seq2seq.model.build import build_model, count_parameters
 from seq2seq.model.directory import save_model_dir
 from seq2seq.train import checkpoint
@@ -506,23 +506,14 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
         src, ref = read_sets(cfg.data, [name])
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
-        t0 = time.perf_counter()
-        hyps = translator.translate(src, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen, batch_tokens=tcfg.eval_batch_tokens)
-        seconds = time.perf_counter() - t0
+        hyps, out[name] = translate_and_score(translator, src, ref, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen,
+                                              batch_tokens=tcfg.eval_batch_tokens)
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
-        out[name] = {**score(hyps, ref), "beam": tcfg.final_beam, "seconds": round(seconds, 1)}
     if out:
-        print_table(out)
+        table = format_table(out)
+        print(table, flush=True)
+        log.info("test scores\n%s", table)
     return out
-
-
-def print_table(test: dict) -> None:
-    lines = [f"{'test set':<28} {'BLEU':>6} {'chrF':>6} {'n':>6}"]
-    lines += [f"{name:<28} {s['bleu']:>6.2f} {s['chrf']:>6.2f} {s['n']:>6}" for name, s in test.items()]
-    sig = next(iter(test.values()))["signature"]
-    lines += [f"BLEU: {sig['bleu']}", f"chrF: {sig['chrf']}"]
-    print("\n".join(lines), flush=True)
-    log.info("test scores\n%s", "\n".join(lines))
 
 
 def environment(device) -> dict:
