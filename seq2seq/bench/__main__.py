@@ -1,0 +1,3 @@
+from seq2seq.bench import main
+
+main()

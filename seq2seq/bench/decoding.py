@@ -1,0 +1,131 @@
+"""Decoding speed (sentences/s), greedy and beam 4, on the same batches for every engine:
+
+- ours: seq2seq.decode.search on the model directory, with and without the key/value cache;
+- Hugging Face `generate()` on the MarianMT export of the same weights (seq2seq/export/marian.py);
+- CTranslate2 (float32 and int8) on the CTranslate2 export (seq2seq/export/ct2.py).
+
+Ids in, ids out: tokenization is outside the timing for every engine. Each engine lives in its own
+process and they decode in turns, batch by batch (measure.py); with `repeat` > 1 the fastest pass
+counts. Greedy outputs come back so that the caller can check that the engines agree token for token.
+Beam search is the paper's for us (α = 0.6 in Wu et al.'s length penalty, §6.1); Hugging Face and
+CTranslate2 run beam 4 with their own length normalisation (score / length^0.6), so their beam outputs
+may differ. Every engine gets our length cap (|source| + 50 pieces) for the longest sentence of a batch.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import torch
+
+from seq2seq.bench.measure import Worker, in_turns
+from seq2seq.data.tokenizer import EOS, PAD
+
+SEARCHES = {"greedy": 1, "beam 4": 4}
+LENPEN = 0.6
+
+
+class Ours:
+    """Our search over `batches` (lists of source ids) of the model directory."""
+
+    def __init__(self, model_dir: str, batches: list[list[list[int]]], threads: int):
+        from seq2seq.model.directory import load_model_dir
+
+        torch.set_num_threads(threads)
+        self.model = load_model_dir(model_dir)[0]
+        self.sources = [self.model.make_source(b) for b in batches]
+
+    def decode(self, index: int, beam: int, use_cache: bool = True) -> list[list[int]]:
+        from seq2seq.decode.search import beam_search, greedy
+
+        src = self.sources[index]
+        if beam == 1:
+            return [h.tokens for h in greedy(self.model, src, use_cache=use_cache)]
+        return [hs[0].tokens for hs in beam_search(self.model, src, beam=beam, lenpen=LENPEN, use_cache=use_cache)]
+
+
+class HuggingFace:
+    """`generate()` of the exported MarianMTModel; `limits`: our length caps, per sentence of each batch."""
+
+    def __init__(self, hf_dir: str, batches: list[list[list[int]]], limits: list[list[int]], threads: int):
+        from transformers import MarianMTModel
+
+        from seq2seq.model.transformer import EncoderDecoder
+
+        torch.set_num_threads(threads)
+        self.hf = MarianMTModel.from_pretrained(hf_dir).eval()
+        self.start = self.hf.generation_config.decoder_start_token_id
+        self.inputs = [(EncoderDecoder.make_source(b), max(lim) + 1) for b, lim in zip(batches, limits)]
+
+    @torch.no_grad()
+    def decode(self, index: int, beam: int) -> list[list[int]]:
+        src, max_new = self.inputs[index]
+        generated = self.hf.generate(input_ids=src, attention_mask=(src != PAD).long(), num_beams=beam, do_sample=False,
+                                     max_new_tokens=max_new, max_length=None, length_penalty=LENPEN if beam > 1 else 1.0)
+        out = []
+        for tokens in generated.tolist():
+            tokens = tokens[1:] if tokens and tokens[0] == self.start else tokens
+            out.append(tokens[: tokens.index(EOS)] if EOS in tokens else [t for t in tokens if t != PAD])
+        return out
+
+
+class CTranslate2:
+    """A CTranslate2 translator of the export at `compute_type`, on batches of source pieces ending in </s>."""
+
+    def __init__(self, ct2_dir: str, batches: list[list[list[str]]], limits: list[list[int]], threads: int,
+                 compute_type: str):
+        import ctranslate2
+
+        self.translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
+                                                 intra_threads=threads, inter_threads=1)
+        self.batches, self.limits = batches, limits
+
+    def decode(self, index: int, beam: int) -> list[list[str]]:
+        results = self.translator.translate_batch(self.batches[index], beam_size=beam,
+                                                  max_decoding_length=max(self.limits[index]),
+                                                  length_penalty=LENPEN if beam > 1 else 1.0)
+        return [r.hypotheses[0] for r in results]
+
+
+def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads) -> dict:
+    """name -> (worker factory, its keyword arguments, extra decode() arguments). Peers whose export
+    is missing (None) are left out."""
+    table = {"ours": (Ours, dict(model_dir=model_dir, batches=batches), ()),
+             "ours, no cache": (Ours, dict(model_dir=model_dir, batches=batches), (False,))}
+    if hf_dir is not None:
+        table["Hugging Face generate()"] = (HuggingFace, dict(hf_dir=hf_dir, batches=batches, limits=limits), ())
+    if ct2_dir is not None:
+        for compute_type in ("float32", "int8"):
+            table[f"CTranslate2 {compute_type}"] = (CTranslate2, dict(ct2_dir=ct2_dir, batches=pieces, limits=limits,
+                                                                      compute_type=compute_type), ())
+    return {name: (factory, {**kwargs, "threads": threads}, extra) for name, (factory, kwargs, extra) in table.items()}
+
+
+def speeds(table: dict, n_batches: int, n_sentences: int, repeat: int = 1, isolate: bool = True) -> list[dict]:
+    """Every engine of `table` (engines()) decodes every batch with every search, in turns. One row per
+    (engine, search): sentences/s of the fastest of `repeat` passes, peak RSS, greedy outputs."""
+    names = list(table)
+    rows = {(name, search): {"engine": name, "search": search, "sentences": n_sentences, "seconds": float("inf"),
+                             "peak_rss_mib": 0.0, "outputs": None} for name in names for search in SEARCHES}
+    with ExitStack() as stack:
+        workers = {name: stack.enter_context(Worker(factory, isolate, **kwargs)) for name, (factory, kwargs, _) in table.items()}
+        for name in names:  # warm-up: the first batch, untimed
+            workers[name].call("decode", 0, 1, *table[name][2])
+        for search, beam in SEARCHES.items():
+            for _ in range(repeat):
+                seconds = dict.fromkeys(names, 0.0)
+                outputs = {name: [] for name in names}
+                for i in range(n_batches):
+                    for name in in_turns(names, i):
+                        result, secs, rss = workers[name].call("decode", i, beam, *table[name][2])
+                        seconds[name] += secs
+                        outputs[name] += result
+                        row = rows[(name, search)]
+                        row["peak_rss_mib"] = max(row["peak_rss_mib"], rss)
+                for name in names:
+                    row = rows[(name, search)]
+                    row["seconds"] = min(row["seconds"], seconds[name])
+                    row["outputs"] = outputs[name] if beam == 1 else None
+    for row in rows.values():
+        row["sentences_per_s"] = n_sentences / max(row["seconds"], 1e-9)
+    return list(rows.values())

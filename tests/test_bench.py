@@ -1,0 +1,84 @@
+"""The benchmark's code paths (issue 7 §1 and §4) on a toy corpus and tiny models; no timing assertions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from seq2seq.bench import main
+from seq2seq.bench.measure import PeakRSS, Worker, in_turns
+from tests.conftest import compose_config
+
+pytest.importorskip("transformers")
+
+
+def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides, tmp_path, monkeypatch):
+    from seq2seq.train.trainer import prepare_data
+
+    cfg = compose_config("experiment=tiny", *toy_data_overrides)
+    tokenizer = prepare_data(cfg)[2]
+    monkeypatch.chdir(tmp_path)  # no outputs/ here: decoding uses random-init weights
+    out = tmp_path / "BENCH.md"
+    results = main(["--data", cfg.data.out_dir, "--tokenizer", str(tokenizer.path), "--models", "transformer_tiny,gpt_tiny",
+                    "--batches", "2", "--warmup", "1", "--batch-tokens", "256", "--sentences", "6", "--repeat", "1",
+                    "--decode-config", "transformer_tiny", "--translate-lines", "40", "--threads", "1",
+                    "--in-process", "--out", str(out)])
+
+    rows = results["training"]
+    assert {(r["model"], r["implementation"]) for r in rows} == {
+        (m, i) for m in ("transformer_tiny", "gpt_tiny") for i in ("ours", "hf", "torch")}
+    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    ours = {r["model"]: r["params"] for r in rows if r["implementation"] == "ours"}
+    hf = {r["model"]: r["params"] for r in rows if r["implementation"] == "hf"}
+    assert hf["transformer_tiny"] == ours["transformer_tiny"]  # MarianMT of the identical config: same parameters
+
+    decoding = results["decoding"]
+    engines = {(r["engine"], r["search"]) for r in decoding["rows"]}
+    assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"), ("Hugging Face generate()", "beam 4")} <= engines
+    assert decoding["agreement"]["Hugging Face generate()"] == decoding["sentences"] == 6  # the same weights
+    if _has("ctranslate2"):
+        assert decoding["agreement"]["CTranslate2 float32"] == 6
+
+    assert results["translate"]["lines"] == 40 and results["translate"]["samples"]
+    text = out.read_text()
+    assert text.startswith("# Benchmarks") and f"## {results['date']}" in text
+    for heading in ("### Training throughput", "### Decoding", "### `seq2seq translate`", "### Targets (issue 7)"):
+        assert heading in text
+    assert "| transformer_tiny | Hugging Face MarianMTModel |" in text
+
+
+def _has(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+def test_workers_run_in_processes_of_their_own_and_report_time_and_memory():
+    with Worker(Echo, isolate=True, tag="a") as remote, Worker(Echo, isolate=False, tag="b") as local:
+        (tag, pid), seconds, rss = remote.call("whoami", 1)
+        assert tag == "a1" and pid != os.getpid() and seconds >= 0 and rss > 0
+        assert local.call("whoami", 2)[0] == ("b2", os.getpid())
+    assert [in_turns(["x", "y", "z"], i)[0] for i in range(4)] == ["x", "y", "z", "x"]
+
+
+class Echo:
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def whoami(self, n: int):
+        return f"{self.tag}{n}", os.getpid()
+
+
+def test_peak_rss_sees_memory_freed_before_the_block_ends():
+    import time
+
+    import torch
+
+    with PeakRSS(interval=0.001) as before:
+        pass
+    with PeakRSS(interval=0.001) as peak:
+        block = torch.ones(50 * 1024 * 1024)  # 200 MiB, every page written
+        time.sleep(0.05)  # the sampler runs while this thread waits (as it does inside torch kernels)
+        del block
+    assert peak.mib - before.mib > 150
