@@ -32,8 +32,8 @@ def report_rows(text: str, run: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")][1:] for line in text.splitlines() if line.startswith(f"| {run} |")]
 
 
-@pytest.mark.parametrize("mode,key,value", [("tokens", "max_tokens", 2.4e7), ("steps", "max_steps", 3000),
-                                            ("minutes", "max_minutes", 4), ("flops", "max_flops", 1.5e13)])
+@pytest.mark.parametrize("mode,key,value", [("tokens", "max_tokens", 2.4e7), ("steps", "max_steps", 3300),
+                                            ("minutes", "max_minutes", 5), ("flops", "max_flops", 5.0e12)])
 def test_each_budget_mode_sets_one_stop_condition_equally_for_all_systems(mode, key, value):
     systems = plan(compare_config(f"budget.mode={mode}", "trainer.patience=3"))
     assert [s.name for s in systems] == ["transformer_tiny_s1", "gpt_tiny_s1"]
@@ -121,6 +121,7 @@ def fake_run(directory, test_sets, quality: float, params: int, seed: int) -> No
                "test": test, "env": {"device": "cpu", "torch": "2", "git_sha": "0" * 40}}
     (directory / "results.json").write_text(json.dumps(results))
     (directory / "config.yaml").write_text("trainer:\n  batch_tokens: 4000\n")
+    (directory / "spm.model").write_bytes(b"tokenizer of size " + str(params).encode())
 
 
 def test_report_over_sizes_and_seeds(tmp_path):
@@ -151,8 +152,11 @@ def test_report_over_sizes_and_seeds(tmp_path):
     assert len(elo) == 8 and statistics.mean(elo.values()) == pytest.approx(1000, abs=0.1)
     assert min(v for k, v in elo.items() if k.startswith("transformer")) > max(v for k, v in elo.items() if k.startswith("gpt"))
 
-    # A results.json that does not match its hypotheses is refused rather than reported.
+    # A results.json that does not match its hypotheses, or twins with different tokenizers, are refused.
     results = runs[0].results
     results["test"][SETS[0]]["bleu"] += 1.0
     with pytest.raises(ReportError, match="results.json says"):
+        write_report(tmp_path, runs, test_sets, cfg)
+    (runs[1].directory / "spm.model").write_bytes(b"retrained")
+    with pytest.raises(ReportError, match="tiny runs used different tokenizers"):
         write_report(tmp_path, runs, test_sets, cfg)

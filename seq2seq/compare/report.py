@@ -9,6 +9,7 @@ must equal those in results.json, or the report refuses to mix them.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -56,6 +57,26 @@ class Run:
             return path.read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise ReportError(f"{path}: {e.strerror}") from None
+
+
+def check_same_inputs(runs: list[Run]) -> dict[str, str]:
+    """All runs trained on one data manifest, and the runs of one size with one tokenizer (the data directory
+    is shared: a data step run in between would silently change them). Returns size -> tokenizer sha256."""
+    manifests = {r.results["data"]["manifest_sha256"] for r in runs}
+    if len(manifests) > 1:
+        raise ReportError(f"the runs were trained on different data (manifests {', '.join(sorted(m[:12] for m in manifests))}); "
+                          "train them again on one data step")
+    tokenizers: dict[str, set[str]] = {}
+    for r in runs:
+        try:
+            digest = hashlib.sha256((r.directory / "spm.model").read_bytes()).hexdigest()
+        except OSError as e:
+            raise ReportError(f"{r.directory / 'spm.model'}: {e.strerror}") from None
+        tokenizers.setdefault(r.size, set()).add(digest)
+    for size, digests in tokenizers.items():
+        if len(digests) > 1:
+            raise ReportError(f"the {size} runs used different tokenizers (spm.model differs); train them again on one data step")
+    return {size: next(iter(d)) for size, d in tokenizers.items()}
 
 
 def paired_bootstrap(runs: list[Run], test_set: str, references: list[str], samples: int) -> dict[str, dict]:
@@ -223,6 +244,7 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
     """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizers = check_same_inputs(runs)
     first = runs[0].results
     budget = cfg.budget
     amounts = ", ".join(f"{size}: {budget[budget.mode][size]:.4g}" for size in dict.fromkeys(r.size for r in runs))
@@ -230,6 +252,7 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
               f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
               f"the other settings are identical, the decoder-only batch scaled to hold as many sentence pairs.\n"
               f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
+              f"tokenizer (spm.model sha256) {', '.join(f'{size} `{d[:16]}`' for size, d in tokenizers.items())}; "
               f"{first['env']['device']}, torch {first['env']['torch']}, git {str(first['env'].get('git_sha'))[:12]}.")
     sections = [header, training_section(runs), test_section(runs, test_sets, cfg.report.bootstrap, cfg.baseline)]
     if len(set(r.seed for r in runs)) > 1:
