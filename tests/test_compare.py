@@ -99,7 +99,7 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     with caplog.at_level(logging.INFO, logger="seq2seq.compare"):
         assert compare(cfg, out).read_text() == text
     assert caplog.text.count("reusing the finished run") == 2
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(UserError, match=r"other settings \(trainer.max_tokens differs\)"):
         compare(compare_config(*toy_data_overrides, *TINY_RUN, "budget.tokens.tiny=7000"), out)
 
 

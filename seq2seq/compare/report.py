@@ -240,8 +240,10 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
             + table(["A", "B", "A wins", "ties", "B wins", "A's score", "expected from ratings"], pairs))
 
 
-def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list[str], list[str]]], cfg) -> Path:
-    """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references)."""
+def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list[str], list[str]]], cfg,
+                 command: str | None = None) -> Path:
+    """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references);
+    `command` is the command line that made the comparison, quoted at the top."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizers = check_same_inputs(runs)
@@ -249,7 +251,8 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
     budget = cfg.budget
     amounts = ", ".join(f"{size}: {budget[budget.mode][size]:.4g}" for size in dict.fromkeys(r.size for r in runs))
     header = (f"# Encoder–decoder vs decoder-only: {cfg.name}\n\n"
-              f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
+              + (f"Command: `{command}`\n\n" if command else "")
+              + f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
               f"the other settings are identical, the decoder-only batch scaled to hold as many sentence pairs.\n"
               f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
               f"tokenizer (spm.model sha256) {', '.join(f'{size} `{d[:16]}`' for size, d in tokenizers.items())}; "

@@ -117,6 +117,15 @@ def equalise_batches(systems: list[System]) -> dict[str, float]:
     return ratios
 
 
+def first_difference(a, b, prefix: str = "") -> str:
+    """The dotted path of the first key whose value differs between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                return first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return prefix.rstrip(".") or "the config"
+
+
 def train_or_reuse(system: System, run_dir: Path) -> dict:
     import json
 
@@ -125,12 +134,24 @@ def train_or_reuse(system: System, run_dir: Path) -> dict:
     wanted = OmegaConf.to_yaml(system.cfg, resolve=True)
     config_file, results_file = run_dir / "config.yaml", run_dir / "results.json"
     if config_file.is_file() and config_file.read_text() != wanted:
-        raise UserError(f"{run_dir} holds a run with other settings; pass another name=... or remove that directory")
+        stored = OmegaConf.to_container(OmegaConf.load(config_file))
+        key = first_difference(stored, OmegaConf.to_container(OmegaConf.create(wanted)))
+        raise UserError(f"{run_dir} holds a run with other settings ({key} differs); "
+                        "pass another name=... or remove that directory")
     if results_file.is_file():
         log.info("%s: reusing the finished run in %s", system.name, run_dir)
         return json.loads(results_file.read_text())
     log.info("%s: training in %s", system.name, run_dir)
     return train(system.cfg, run_dir)
+
+
+def command_line() -> str | None:
+    """`seq2seq compare <overrides>` as Hydra received it (None outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return " ".join(["seq2seq compare", *HydraConfig.get().overrides.task])
 
 
 def compare(cfg, output_dir) -> Path:
@@ -159,7 +180,7 @@ def compare(cfg, output_dir) -> Path:
         cap = first.trainer.test_max_sentences
         test_sets[name] = (src[:cap], ref[:cap]) if cap else (src, ref)
     try:
-        path = write_report(out, runs, test_sets, cfg)
+        path = write_report(out, runs, test_sets, cfg, command_line())
     except ReportError as e:
         raise UserError(str(e)) from None
     print(f"report: {path}", flush=True)
