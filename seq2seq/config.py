@@ -32,6 +32,9 @@ def validate(cfg) -> None:
         raise ConfigError("; ".join(problems))
     if m.d_model % m.heads:
         problems.append(f"model.d_model={m.d_model} is not divisible by model.heads={m.heads}")
+    if m.get("prefix_lm") and m.get("loss_on_source"):
+        problems.append("model.prefix_lm=true with model.loss_on_source=true lets source positions see the tokens "
+                        "they predict; turn one of them off")
     for group, key in (("model", "dropout"), ("model", "attention_dropout"), ("model", "activation_dropout"),
                        ("trainer", "label_smoothing")):
         if key in cfg[group] and not (_number(value := cfg[group][key]) and 0.0 <= value < 1.0):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
 from seq2seq.data.prepare import manifest_sha256, prepare, read_split
@@ -286,7 +287,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
     last_saved = progress.step
     stop_reason = None
     t_wall = time.perf_counter()
-    with StopRequest() as stop:
+    with StopRequest() as stop, logging_redirect_tqdm():  # log lines print above the progress bar
         t_last = time.perf_counter()  # the budget counts training steps, not validation or checkpoint writes
         while stop_reason is None:
             stop_reason = group.main_decides(budget_reached(tcfg, progress, budget_s))  # rank 0's clock
@@ -414,7 +415,8 @@ def report(progress: Progress, running_loss, running_tokens: int, lr: float, bud
     tps = progress.tokens / max(progress.seconds, 1e-9)
     bar.set_postfix(loss=f"{train_nll:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
                     left=f"{max(budget_s - progress.seconds, 0) / 60:.1f}m" if budget_s < math.inf else None)
-    log.debug("step %d nll %.4f lr %.3e tokens/s %.0f", progress.step, train_nll, lr, tps)
+    log.info("step %d: nll %.4f, lr %.3e, %.0f tokens/s, %.1f min", progress.step, train_nll, lr, tps,
+             progress.seconds / 60)
     if writer:
         writer.add_scalar("train/nll", train_nll, progress.step)
         writer.add_scalar("train/lr", lr, progress.step)
