@@ -28,7 +28,7 @@ import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.export import ExportError, require
-from seq2seq.export.marian import CHECK_TOLERANCE, save_tokenizer
+from seq2seq.export.marian import CHECK_TOLERANCE, save_hf
 
 
 def check_exportable(cfg) -> None:
@@ -100,10 +100,5 @@ def check_same_function(model, hf) -> None:
 
 
 def save_gpt2(model, cfg, tokenizer, out) -> Path:
-    """Write config.json, generation_config.json, the weights and the (MarianTokenizer) tokenizer files."""
-    out = Path(out)
-    hf = to_gpt2(model, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(str(out))
-    save_tokenizer(tokenizer, out, cfg.max_positions)
-    return out
+    """The GPT-2 copy of `model`, with the (MarianTokenizer) tokenizer files, written to `out`."""
+    return save_hf(to_gpt2(model, cfg), tokenizer, out, cfg.max_positions)

@@ -171,11 +171,15 @@ def save_tokenizer(tokenizer, out: Path, max_positions: int) -> None:
     hf_tok.save_pretrained(str(out))
 
 
-def save_marian(model, cfg, tokenizer, out) -> Path:
-    """Write config.json, generation_config.json, the weights and the tokenizer files to `out`."""
+def save_hf(hf, tokenizer, out, max_positions: int) -> Path:
+    """Write a Hugging Face model (config.json, generation_config.json, weights) and the tokenizer files."""
     out = Path(out)
-    hf = to_marian(model, cfg)
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(str(out))
-    save_tokenizer(tokenizer, out, cfg.max_positions)
+    save_tokenizer(tokenizer, out, max_positions)
     return out
+
+
+def save_marian(model, cfg, tokenizer, out) -> Path:
+    """The MarianMT copy of `model`, written to `out`."""
+    return save_hf(to_marian(model, cfg), tokenizer, out, cfg.max_positions)
