@@ -35,18 +35,25 @@ class _Embed(nn.Module):
         return self.dropout(self.table(tokens) * self.scale + self.positions[: tokens.size(1)])
 
 
-class TorchEncoderDecoder(nn.Module):
-    """nn.Transformer at the shape of an encoder–decoder config, tied embeddings and projection."""
+class _TorchPeer(nn.Module):
+    """Our embeddings (§3.4–3.5) and tied pre-softmax projection around a torch.nn body."""
 
     def __init__(self, cfg, vocab_size: int):
         super().__init__()
         table = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
         nn.init.normal_(table.weight, 0.0, cfg.d_model**-0.5)
         self.embed = _Embed(table, cfg.max_positions, cfg.dropout)
-        self.transformer = nn.Transformer(cfg.d_model, cfg.heads, cfg.encoder_layers, cfg.decoder_layers, cfg.d_ff,
-                                          cfg.dropout, activation="relu", batch_first=True, norm_first=False)
         self.generator = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.generator.weight = table.weight
+
+
+class TorchEncoderDecoder(_TorchPeer):
+    """nn.Transformer at the shape of an encoder–decoder config, tied embeddings and projection."""
+
+    def __init__(self, cfg, vocab_size: int):
+        super().__init__(cfg, vocab_size)
+        self.transformer = nn.Transformer(cfg.d_model, cfg.heads, cfg.encoder_layers, cfg.decoder_layers, cfg.d_ff,
+                                          cfg.dropout, activation="relu", batch_first=True, norm_first=False)
 
     def logits(self, batch):
         src_pad, size = batch.src == PAD, batch.tgt_in.size(1)
@@ -56,19 +63,14 @@ class TorchEncoderDecoder(nn.Module):
         return self.generator(x)
 
 
-class TorchDecoderOnly(nn.Module):
+class TorchDecoderOnly(_TorchPeer):
     """nn.TransformerEncoder under a causal mask at the shape of a decoder-only config."""
 
     def __init__(self, cfg, vocab_size: int):
-        super().__init__()
-        table = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
-        nn.init.normal_(table.weight, 0.0, cfg.d_model**-0.5)
-        self.embed = _Embed(table, cfg.max_positions, cfg.dropout)
+        super().__init__(cfg, vocab_size)
         layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.d_ff, cfg.dropout, activation="relu",
                                            batch_first=True, norm_first=False)
         self.stack = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.generator = nn.Linear(cfg.d_model, vocab_size, bias=False)
-        self.generator.weight = table.weight
 
     def logits(self, batch):
         size = batch.tgt_in.size(1)
