@@ -512,9 +512,7 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
                                               batch_tokens=tcfg.eval_batch_tokens)
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
     if out:
-        table = format_table(out)
-        print(table, flush=True)
-        log.info("test scores\n%s", table)
+        print(format_table(out), flush=True)  # stdout; the scores are in results.json
     return out
 
 
