@@ -120,12 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_parser(name, help=help_text, add_help=False)
     modules = {}
     for name, (module_name, help_text) in ARGPARSE_COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"seq2seq.commands.{module_name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"seq2seq.commands.{module_name}":
-                raise
-            continue  # not built yet
+        modules[name] = importlib.import_module(f"seq2seq.commands.{module_name}")
         modules[name].add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
     if args.command is None:
