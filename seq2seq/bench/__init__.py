@@ -175,7 +175,7 @@ def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
                                "weights": weights, "rows": rows, "agreement": {}}
     for row in rows:
         log(f"decode {row['engine']:<26} {row['search']:<7} {row['sentences_per_s']:>8,.1f} sentences/s  "
-            f"peak RSS {row['peak_rss_mib']:,.0f} MiB")
+            f"{row['target_tokens_per_s']:>8,.0f} pieces/s  peak RSS {row['peak_rss_mib']:,.0f} MiB")
     # Agreement within our length cap: where ours stopped at the cap, the others may run on in a batch.
     reference = next(r["outputs"] for r in rows if r["engine"] == "ours" and r["search"] == "greedy")
     caps = [cap for batch in limits for cap in batch]

@@ -103,7 +103,7 @@ def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads) -> dic
 
 def speeds(table: dict, n_batches: int, n_sentences: int, repeat: int = 1, isolate: bool = True) -> list[dict]:
     """Every engine of `table` (engines()) decodes every batch with every search, in turns. One row per
-    (engine, search): sentences/s of the fastest of `repeat` passes, peak RSS, greedy outputs."""
+    (engine, search): sentences/s and target pieces/s of the fastest of `repeat` passes, peak RSS, greedy outputs."""
     names = list(table)
     rows = {(name, search): {"engine": name, "search": search, "sentences": n_sentences, "seconds": float("inf"),
                              "peak_rss_mib": 0.0, "outputs": None} for name in names for search in SEARCHES}
@@ -125,7 +125,9 @@ def speeds(table: dict, n_batches: int, n_sentences: int, repeat: int = 1, isola
                 for name in names:
                     row = rows[(name, search)]
                     row["seconds"] = min(row["seconds"], seconds[name])
+                    row["target_tokens"] = sum(map(len, outputs[name]))  # pieces generated, <eos> not counted
                     row["outputs"] = outputs[name] if beam == 1 else None
     for row in rows.values():
         row["sentences_per_s"] = n_sentences / max(row["seconds"], 1e-9)
+        row["target_tokens_per_s"] = row["target_tokens"] / max(row["seconds"], 1e-9)
     return list(rows.values())

@@ -81,11 +81,12 @@ def markdown(results: dict) -> str:
                 f"ids out. Weights: {d['weights']}. Our length cap (|source| + 50) for every engine; beam 4 with "
                 "length penalty 0.6 (ours: Wu et al.; the others: length^0.6). `ours ÷` compares our cached search "
                 "with the same search of that engine.", "",
-                "| engine | search | sentences/s | ours ÷ | peak RSS (MiB) |", "| --- | --- | ---: | ---: | ---: |"]
+                "| engine | search | sentences/s | target pieces/s | ours ÷ | peak RSS (MiB) |",
+                "| --- | --- | ---: | ---: | ---: | ---: |"]
         ratios = decoding_ratios(d["rows"])
         for r in d["rows"]:
             ratio = ratios.get((r["engine"], r["search"]))
-            out.append(f"| {r['engine']} | {r['search']} | {r['sentences_per_s']:,.1f} | "
+            out.append(f"| {r['engine']} | {r['search']} | {r['sentences_per_s']:,.1f} | {r['target_tokens_per_s']:,.0f} | "
                        f"{'' if ratio is None else f'{ratio:.2f}'} | {r['peak_rss_mib']:,.0f} |")
         out += ["", "Greedy outputs identical to ours, token for token: "
                 + "; ".join(f"{engine} {same}/{d['sentences']}" for engine, same in d["agreement"].items()), ""]
