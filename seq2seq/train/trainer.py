@@ -142,23 +142,28 @@ class Prefetcher:
                 batch = collate([pairs[j] for j in batches[i]], layout, loss_on_source)
                 after = i - rank + world
                 position = (epoch, after) if after + world <= len(batches) else (epoch + 1, 0)
-                item = (*position, batch.pin_memory() if self.pin else batch)
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stop.is_set():
+                if not self._put((*position, batch.pin_memory() if self.pin else batch)):
                     return
             epoch, index = epoch + 1, 0
-        self.queue.put(None)
+        self._put(None)
+
+    def _put(self, item) -> bool:
+        """Queue `item` unless asked to stop first (a full queue never blocks the stop)."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def get(self):
         return self.queue.get()
 
     def close(self):
+        """Stop and wait for the thread: one still inside torch when the interpreter exits aborts it."""
         self.stop.set()
+        self.thread.join()
 
 
 class StopRequest:
