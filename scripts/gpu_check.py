@@ -90,9 +90,6 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
         sync(device)
     elapsed = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
-    del model, optimizer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return {"implementation": implementation, "model": model_cfg.name, "params": params, "steps": steps,
             "tokens_per_s": tokens / elapsed, "model_tflops_per_s": flops / elapsed / 1e12}
 
