@@ -243,7 +243,10 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
     batcher = TokenBucketBatcher(lengths, tcfg.batch_tokens, seed=cfg.seed)
     log.info("%d training pairs, %d batches an epoch, %.1f%% padding", len(pairs), len(batcher.batches(0)),
              100 * batcher.padding_ratio(0))
-    valid_sets = {name: read_sets(cfg.data, [name]) for name in active_sets(cfg.data, "valid_sets")}
+    valid_sets = {}  # name -> (source text, reference text, encoded pairs), encoded once for every validation
+    for name in active_sets(cfg.data, "valid_sets"):
+        src, tgt = read_sets(cfg.data, [name])
+        valid_sets[name] = (src, tgt, list(zip(tokenizer.encode(src), tokenizer.encode(tgt))))
 
     model = build_model(mcfg, len(tokenizer)).to(device)
     if group.rank:
@@ -476,8 +479,7 @@ def validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device,
     model.eval()
     entry = {"step": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens, "sets": {}}
     translator = Translator(model, tokenizer, device)
-    for name, (src, tgt) in valid_sets.items():
-        pairs = list(zip(tokenizer.encode(src), tokenizer.encode(tgt)))
+    for name, (src, tgt, pairs) in valid_sets.items():
         nll = n = 0.0
         for start in range(0, len(pairs), 128):
             batch = collate(pairs[start:start + 128], layout, loss_on_source).to(device)
