@@ -77,6 +77,23 @@ def test_module_paths_agree_and_recording_returns_weights():
     assert weights.shape == (2, 4, 5, 5) and torch.all(weights.triu(1) == 0)
 
 
+@pytest.mark.parametrize("record", [False, True])
+def test_grouped_queries_over_shared_memory_equal_a_repeated_memory(record):
+    """Beam search hands cross-attention B·g query rows over B memory rows: the same as repeating the memory."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, cross=True).eval()
+    group, x, memory = 3, torch.randn(2 * 3, 2, 16), torch.randn(2, 7, 16)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])[:, None, None, :]
+    with record_attention(attn) if record else torch.no_grad():
+        shared = attn(x, memory, mask=mask)
+        shared_weights = attn.weights
+        repeated = attn(x, memory.repeat_interleave(group, 0), mask=mask.repeat_interleave(group, 0))
+        repeated_weights = attn.weights
+    assert torch.allclose(shared, repeated, atol=1e-6)
+    if record:
+        assert shared_weights.shape == (6, 4, 2, 7) and torch.allclose(shared_weights, repeated_weights, atol=1e-6)
+
+
 def test_no_position_attends_to_padding():
     model = tiny_model()
     src = torch.tensor([[7, 8, 9, 3], [7, 8, 3, PAD]])

@@ -34,6 +34,9 @@ class FixedModel:
 
         select = reorder
 
+        def expand(self, k):
+            pass
+
     def begin(self, src, use_cache=True):
         return self.State()
 

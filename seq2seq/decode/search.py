@@ -1,7 +1,8 @@
 """Search strategies: greedy, beam search with length penalty, sampling with temperature.
 
 They drive any model that offers `decoder_start_id`, `source_lengths(src)`, `begin(src, use_cache)` →
-state (with `reorder(index)` within a sentence's beams and `select(index)` of rows), and
+state (with `expand(k)` to k rows a sentence, `reorder(index)` within a sentence's beams and
+`select(index)` of whole sentences' rows), and
 `step(state, prefix)` → next-token logits: the encoder–decoder and the
 decoder-only model alike. Output length (pieces before <eos>) is capped at a · source length + b (the
 paper: a=1, b=50, §6.1), and at `model.max_target_pieces(src)` when the model defines it.
@@ -109,9 +110,8 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
         raise ValueError(f"nbest ({nbest}) must be between 1 and the beam size ({beam})")
     batch, device = src.size(0), src.device
     limit = max_lengths(model, src, max_len_a, max_len_b)
-    rows = torch.arange(batch, device=device).repeat_interleave(beam)
     state = model.begin(src, use_cache)  # the encoder runs once per sentence ...
-    state.select(rows)  # ... and each of its `beam` hypotheses gets a copy
+    state.expand(beam)  # ... and each sentence gets `beam` hypothesis rows
     active = torch.arange(batch, device=device)  # sentences still being searched
     prefix = torch.full((batch * beam, 1), model.decoder_start_id, dtype=torch.long, device=device)
     token_logprobs = torch.zeros(batch * beam, 0, device=device)

@@ -8,6 +8,8 @@ reference that also returns the weights, taken when weights are being recorded (
 Masks are boolean, broadcastable to (batch, heads, queries, keys), **True = may attend** (SDPA's polarity).
 An optional cache (a dict per attention module) makes incremental decoding cost one position per step:
 self-attention appends the new keys/values; cross-attention computes the memory's keys/values once.
+Cross-attention accepts B·g query rows over a memory of B rows (a sentence's g beam hypotheses share
+its memory), so beam search never copies the memory or its keys/values per hypothesis.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, memory=None, mask=None, is_causal=False, cache: dict | None = None):
         """x: (B, Tq, d). memory: (B, Tk, d) for cross-attention. Returns (B, Tq, d)."""
+        group = 1
         if self.cross:
             q = self._split(self.q_proj(x))
             if cache is not None and "k" in cache:
@@ -60,6 +63,9 @@ class MultiHeadAttention(nn.Module):
                 k, v = map(self._split, self.kv_proj(memory).chunk(2, dim=-1))
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
+            group = q.size(0) // k.size(0)
+            if group > 1:  # `group` consecutive rows (the beam of one sentence) share one memory row:
+                q = q.unflatten(0, (-1, group)).transpose(1, 2).flatten(2, 3)  # their queries become one row's
         else:
             q, k, v = map(self._split, self.qkv_proj(x).chunk(3, dim=-1))
             if cache is not None:
@@ -77,7 +83,16 @@ class MultiHeadAttention(nn.Module):
             out, self.weights = reference_attention(q, k, v, mask, dropout, self.training)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        if group > 1:
+            out = _unfold_group(out, group)
+            if self.record:
+                self.weights = _unfold_group(self.weights, group)
         return self.out_proj(out.transpose(1, 2).flatten(-2))
+
+
+def _unfold_group(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, h, group·T, ·) -> (B·group, h, T, ·): undo the folding of a group's queries into one row."""
+    return x.unflatten(2, (group, -1)).transpose(1, 2).flatten(0, 1)
 
 
 @contextmanager

@@ -55,6 +55,10 @@ class DecoderOnlyState:
 
     select = reorder  # the cache holds the source's keys too, so any change of rows moves all of it
 
+    def expand(self, k: int) -> None:
+        """Every row becomes k consecutive rows (copies: each hypothesis continues its own sequence)."""
+        self.reorder(torch.arange(self.src.size(0), device=self.src.device).repeat_interleave(k))
+
 
 class DecoderOnly(nn.Module):
     """A language model over `s <sep> t`: `model.layers` encoder layers, causal (or prefix-LM) attention."""

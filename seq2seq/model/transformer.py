@@ -17,21 +17,32 @@ def check_length(length: int, embeddings: Embeddings) -> None:
 
 class DecodingState:
     """What incremental decoding carries between steps: the encoder output and, when caching, the
-    per-layer keys/values. Beam search calls `reorder` when hypotheses change places within their
-    sentence (only the self-attention caches depend on the hypothesis) and `select` to drop sentences."""
+    per-layer keys/values. Beam search calls `expand(k)` to give each sentence k hypothesis rows, which
+    share the sentence's memory and cross-attention keys/values (`group` rows per memory row); `reorder`
+    when hypotheses change places within their sentence (only the self-attention caches follow); and
+    `select` to keep some rows, in whole groups (dropping finished sentences)."""
 
     def __init__(self, memory: torch.Tensor, memory_mask: torch.Tensor, use_cache: bool, n_layers: int):
         self.memory, self.memory_mask = memory, memory_mask
         self.caches = [{} for _ in range(n_layers)] if use_cache else None
+        self.group = 1  # hypothesis rows per memory row
+
+    def expand(self, k: int) -> None:
+        """Every row becomes k consecutive rows."""
+        rows = torch.arange(self.memory.size(0) * self.group, device=self.memory.device).repeat_interleave(k)
+        self._index(rows, ("self",))
+        self.group *= k
 
     def reorder(self, index: torch.Tensor) -> None:
         """Rows take their state from rows `index` of the same sentence: memory and cross-attention stay."""
         self._index(index, ("self",))
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep rows `index` (any rows): everything follows."""
-        self.memory, self.memory_mask = self.memory[index], self.memory_mask[index]
-        self._index(index, ("self", "cross"))
+        """Keep rows `index`, whole groups of `group` consecutive rows: everything follows."""
+        sentences = index.view(-1, self.group)[:, 0] // self.group
+        self.memory, self.memory_mask = self.memory[sentences], self.memory_mask[sentences]
+        self._index(index, ("self",))
+        self._index(sentences, ("cross",))
 
     def _index(self, index: torch.Tensor, parts: tuple[str, ...]) -> None:
         for cache in self.caches or []:
