@@ -60,7 +60,8 @@ def translate_and_score(translator, sources: list[str], references: list[str], b
     hypotheses = translator.translate(sources, beam=beam, **search)
     seconds = time.perf_counter() - start
     entry = score(hypotheses, references, bootstrap)
-    return hypotheses, {**entry, "beam": beam, "seconds": round(seconds, 1)}
+    return hypotheses, {**entry, "beam": beam, "precision": translator.precision,
+                        "seconds": round(seconds, 1)}
 
 
 def format_table(results: dict[str, dict]) -> str:

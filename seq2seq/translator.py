@@ -16,6 +16,7 @@ import torch
 from seq2seq.data.batching import collate
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
+from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.search import Hypothesis, beam_search, sample
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -71,21 +72,23 @@ class _Unit:
 
 
 class Translator:
-    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", warn=None):
-        self.model, self.tokenizer = model.eval(), tokenizer
+    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", warn=None, precision: str = "fp32"):
         self.device = torch.device(device)
+        self.model, self.tokenizer = prepare(model.eval(), precision, self.device), tokenizer
+        self.precision = precision  # fp32 | bf16 | int8 (seq2seq/decode/precision.py)
         self.warn = warn or (lambda msg: None)
         # Room for the source in the model's positions (the decoder-only model also holds the target).
         self.max_source_pieces = model.max_source_pieces()
 
     @classmethod
-    def load(cls, directory, device: str = "auto", warn=None) -> Translator:
+    def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
         """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong."""
         from seq2seq.model.directory import load_model_dir
 
         dev = pick_device(device)
+        check_precision(precision, dev)  # before the weights move anywhere
         model, tokenizer, _ = load_model_dir(directory, dev)
-        return cls(model, tokenizer, dev, warn)
+        return cls(model, tokenizer, dev, warn, precision)
 
     # ------------------------------------------------------------------------------------------ input
 
@@ -137,25 +140,27 @@ class Translator:
         generator = None
         if temperature is not None and seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
-            batch = [units[i] for i in chunk]
-            src = self.model.make_source([u.ids for u in batch], self.device)
-            kwargs = {"max_len_a": max_len_a, "max_len_b": max_len_b, "use_cache": use_cache}
-            if temperature is None:
-                for u, hyps in zip(batch, beam_search(self.model, src, beam=beam, lenpen=lenpen, nbest=nbest, **kwargs)):
-                    u.hyps = hyps
-                if explain:
-                    self._explain_by_rescoring(batch)
-            else:
-                recorder = _StepRecorder() if explain else None
-                found = sample(self.model, src, temperature=temperature, top_k=top_k, top_p=top_p,
-                               generator=generator, observer=recorder, **kwargs)
-                for row, (u, hyp) in enumerate(zip(batch, found)):
-                    u.hyps = [hyp]
+        with autocast(self.precision, self.device):
+            for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
+                batch = [units[i] for i in chunk]
+                src = self.model.make_source([u.ids for u in batch], self.device)
+                kwargs = {"max_len_a": max_len_a, "max_len_b": max_len_b, "use_cache": use_cache}
+                if temperature is None:
+                    found = beam_search(self.model, src, beam=beam, lenpen=lenpen, nbest=nbest, **kwargs)
+                    for u, hyps in zip(batch, found):
+                        u.hyps = hyps
                     if explain:
-                        u.steps = recorder.steps(row, hyp)
-            if alignments:
-                self._align(batch, alignment_layer)
+                        self._explain_by_rescoring(batch)
+                else:
+                    recorder = _StepRecorder() if explain else None
+                    found = sample(self.model, src, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   generator=generator, observer=recorder, **kwargs)
+                    for row, (u, hyp) in enumerate(zip(batch, found)):
+                        u.hyps = [hyp]
+                        if explain:
+                            u.steps = recorder.steps(row, hyp)
+                if alignments:
+                    self._align(batch, alignment_layer)
         results, k = [], 0
         for sentence, line in zip(sentences, parts):
             results.append(self._merge(sentence, units[k:k + len(line)], alignments))

@@ -37,6 +37,7 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
     engines = {(r["engine"], r["search"]) for r in decoding["rows"]}
     assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"), ("Hugging Face generate()", "beam 4")} <= engines
     assert decoding["agreement"]["Hugging Face generate()"] == decoding["sentences"] == 6  # the same weights
+    assert {("ours bf16", "beam 4"), ("ours int8", "greedy")} <= engines and "ours int8" in decoding["agreement"]
     if _has("ctranslate2"):
         assert decoding["agreement"]["CTranslate2 float32"] == 6
 

@@ -13,7 +13,7 @@ from seq2seq.evaluate import format_table, score, update_results
 from tests.conftest import compose_config, toy_pairs
 from tests.test_translator import make_model_dir
 
-ENTRY_KEYS = {"bleu", "chrf", "signature", "n", "beam", "seconds"}
+ENTRY_KEYS = {"bleu", "chrf", "signature", "n", "beam", "precision", "seconds"}
 
 
 def test_score_is_sacrebleu_with_signatures():

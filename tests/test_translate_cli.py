@@ -82,12 +82,19 @@ def test_output_file_is_not_overwritten_without_force(model_dir, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_gives_one_line_per_input(model_dir, capsys, precision):
+    translate("--model", model_dir, *FAST, "--precision", precision, "The cat.", "", "A dog.")
+    assert capsys.readouterr().out.count("\n") == 3
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "{tmp}/nope", "x"], "model directory not found: {tmp}/nope"),
     (["--beam", "2", "--nbest", "3", "x"], "--nbest (3) must be between 1 and --beam (2)"),
     (["--temperature", "0.5", "--nbest", "2", "x"], "--nbest needs beam search"),
     (["-i", "{tmp}/missing.txt"], "input file not found"),
     (["--alignments", "--alignment-layer", "5", "x"], "--alignment-layer 5: the decoder has 2 layers"),
+    (["--precision", "int8", "--device", "cuda", "x"], "int8 (dynamic quantization) runs on CPU only, not cuda"),
 ])
 def test_user_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -218,3 +218,24 @@ def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
             assert all(0 <= i < len(t.source_pieces) for i, _ in pairs)
         assert [s.token for s in t.steps] == t.hypotheses[0].tokens + [EOS]
         assert [s.logprob for s in t.steps] == pytest.approx(t.hypotheses[0].token_logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_still_translates_the_toy_corpus(trained, toy_tokenizer, precision):
+    """bf16 autocast and int8 dynamic quantization change the arithmetic, not the result on an easy task;
+    int8 works on a quantized copy, leaving the fp32 model as it was."""
+    pairs = toy_pairs(40, seed=99)
+    sources, references = [en for en, _ in pairs], [fr for _, fr in pairs]
+    before = trained.translate(sources, beam=4)
+    reduced = Translator(trained.model, toy_tokenizer, "cpu", precision=precision)
+    assert (reduced.model is trained.model) == (precision == "bf16")
+    assert score(reduced.translate(sources, beam=4), references)["chrf"] > 85
+    assert trained.translate(sources, beam=4) == before
+
+
+def test_unknown_precision_and_int8_off_cpu_are_refused(toy_tokenizer):
+    model, _ = tiny_model(toy_tokenizer)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        Translator(model, toy_tokenizer, "cpu", precision="fp8")
+    with pytest.raises(ValueError, match="int8 .* CPU only"):
+        Translator(model, toy_tokenizer, "cuda", precision="int8")  # refused before anything touches the device

@@ -1,6 +1,7 @@
 """Decoding speed (sentences/s), greedy and beam 4, on the same batches for every engine:
 
-- ours: seq2seq.decode.search on the model directory, with and without the key/value cache;
+- ours: seq2seq.decode.search on the model directory, with and without the key/value cache, and at
+  reduced precision (bf16 autocast; int8 dynamic quantization, the counterpart of CTranslate2 int8);
 - Hugging Face `generate()` on the MarianMT export of the same weights (seq2seq/export/marian.py);
 - CTranslate2 (float32 and int8) on the CTranslate2 export (seq2seq/export/ct2.py).
 
@@ -26,22 +27,27 @@ LENPEN = 0.6
 
 
 class Ours:
-    """Our search over `batches` (lists of source ids) of the model directory."""
+    """Our search over `batches` (lists of source ids) of the model directory, at `precision`
+    (seq2seq/decode/precision.py: fp32, bf16 autocast, int8 dynamic quantization)."""
 
-    def __init__(self, model_dir: str, batches: list[list[list[int]]], threads: int):
+    def __init__(self, model_dir: str, batches: list[list[list[int]]], threads: int, precision: str = "fp32"):
+        from seq2seq.decode.precision import prepare
         from seq2seq.model.directory import load_model_dir
 
         torch.set_num_threads(threads)
-        self.model = load_model_dir(model_dir)[0]
+        self.model = prepare(load_model_dir(model_dir)[0], precision, torch.device("cpu"))
+        self.precision = precision
         self.sources = [self.model.make_source(b) for b in batches]
 
     def decode(self, index: int, beam: int, use_cache: bool = True) -> list[list[int]]:
+        from seq2seq.decode.precision import autocast
         from seq2seq.decode.search import beam_search, greedy
 
         src = self.sources[index]
-        if beam == 1:
-            return [h.tokens for h in greedy(self.model, src, use_cache=use_cache)]
-        return [hs[0].tokens for hs in beam_search(self.model, src, beam=beam, lenpen=LENPEN, use_cache=use_cache)]
+        with autocast(self.precision, src.device):
+            if beam == 1:
+                return [h.tokens for h in greedy(self.model, src, use_cache=use_cache)]
+            return [hs[0].tokens for hs in beam_search(self.model, src, beam=beam, lenpen=LENPEN, use_cache=use_cache)]
 
 
 class HuggingFace:
@@ -92,6 +98,8 @@ def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads) -> dic
     is missing (None) are left out."""
     table = {"ours": (Ours, dict(model_dir=model_dir, batches=batches), ()),
              "ours, no cache": (Ours, dict(model_dir=model_dir, batches=batches), (False,))}
+    for precision in ("bf16", "int8"):
+        table[f"ours {precision}"] = (Ours, dict(model_dir=model_dir, batches=batches, precision=precision), ())
     if hf_dir is not None:
         table["Hugging Face generate()"] = (HuggingFace, dict(hf_dir=hf_dir, batches=batches, limits=limits), ())
     if ct2_dir is not None:

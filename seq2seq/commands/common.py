@@ -7,6 +7,8 @@ from pathlib import Path
 
 from seq2seq.cli import UserError
 
+PRECISIONS = ("fp32", "bf16", "int8")  # seq2seq.decode.precision.PRECISIONS, spelled out so that --help needs no torch
+
 
 def default_model_dir(outputs: Path = Path("outputs")) -> Path:
     """The `model/` of the most recently finished `make train` run (the newest results.json)."""
@@ -30,6 +32,8 @@ def add_model_arguments(p) -> None:
     g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
     g.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice, all cores)")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default), bf16 autocast, or int8 dynamic quantization (CPU); see docs/BENCHMARKS.md for speed and BLEU")
 
 
 def load_translator(args):
@@ -45,7 +49,10 @@ def load_translator(args):
     if directory is None:
         directory = default_model_dir()
         warn(f"model: {directory}")
-    return Translator.load(directory, args.device, warn=warn)
+    try:
+        return Translator.load(directory, args.device, warn=warn, precision=args.precision)
+    except ValueError as e:  # int8 on a GPU
+        raise UserError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------- search

@@ -76,7 +76,19 @@ def select_device(tcfg) -> tuple[torch.device, torch.dtype | None]:
     if device.type == "cpu":
         torch.set_num_threads(tcfg.threads or max(1, (os.cpu_count() or 1) // local_processes()))
     precision = tcfg.precision if tcfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        log.warning("this CPU has neither AVX512-BF16 nor AMX, so bf16 autocast is emulated and slower "
+                    "than fp32 here: add trainer.precision=fp32")
     return device, (torch.bfloat16 if precision == "bf16" else None)
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX flags in /proc/cpuinfo); None if unknown."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def ensure_tokenizer(cfg, train_src: list[str], train_tgt: list[str]) -> Tokenizer:
