@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--show-tokens", action="store_true", help="print the pieces and ids of the source and the translation")
     p.add_argument("--beam", type=int, default=4, help="beam size of the translation (default 4; 1 = greedy)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.set_defaults(threads=None)
+    p.set_defaults(threads=None, precision="fp32")  # the pictures come from the fp32 reference path
 
 
 def run(args) -> None:
