@@ -113,7 +113,7 @@ def main() -> None:
         args.probe_seconds = min(args.probe_seconds, 2.0)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-        gpt_cfg = compose(config_name="config", overrides=[f"model={'gpt_tiny' if args.smoke else 'gpt_base'}"]).model
+        gpt_cfg = compose(config_name="config", overrides=["experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}"]).model
     device, amp_dtype = select_device(cfg.trainer)
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "overrides": overrides}

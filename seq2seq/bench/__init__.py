@@ -101,7 +101,8 @@ def compose(*overrides: str):
 
 
 def model_config(name: str):
-    return compose(f"model={name}").model
+    """conf/model/<name>.yaml as written, without the default experiment's changes (cpu_small: dropout 0)."""
+    return compose(f"model={name}", "~experiment").model
 
 
 def random_model_dir(config: str, tokenizer, directory: Path) -> Path:

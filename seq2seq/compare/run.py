@@ -46,16 +46,17 @@ class System:
 
 
 def model_config(name: str):
-    """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application."""
+    """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application, without
+    the default experiment's model changes (cpu_small turns dropout off for its own budget)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if not Path(CONF_DIR, "model", f"{name}.yaml").is_file():
         raise UserError(f"no model config {name} (conf/model/{name}.yaml); check `sizes` and `systems`")
     if GlobalHydra.instance().is_initialized():
-        return compose(config_name="config", overrides=[f"model={name}"]).model
+        return compose(config_name="config", overrides=[f"model={name}", "~experiment"]).model
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={name}"]).model
+        return compose(config_name="config", overrides=[f"model={name}", "~experiment"]).model
 
 
 def budget_overrides(cfg, size: str) -> dict:
