@@ -20,18 +20,32 @@ def implementation_name(model: str, implementation: str) -> str:
     return {"ours": "ours", "hf": _hf_name(model), "torch": _torch_name(model)}[implementation]
 
 
+def _ratios(rows: list[dict], group: str, ours: tuple[str, str], speed: str) -> dict[tuple[str, str], float]:
+    """(row[group], row[ours[0]]) -> our speed ÷ its speed within the same `group` (> 1: we are faster);
+    `ours` names the column and value of our own rows."""
+    column, name = ours
+    base = {r[group]: r[speed] for r in rows if r[column] == name}
+    return {(r[group], r[column]): base[r[group]] / r[speed] for r in rows if r[group] in base and r[speed] > 0}
+
+
 def training_ratios(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """(model, implementation) -> our tokens/s ÷ its tokens/s (> 1: we are faster)."""
-    ours = {r["model"]: r["tokens_per_s"] for r in rows if r["implementation"] == "ours"}
-    return {(r["model"], r["implementation"]): ours[r["model"]] / r["tokens_per_s"]
-            for r in rows if r["model"] in ours and r["tokens_per_s"] > 0}
+    """(model, implementation) -> our tokens/s ÷ its tokens/s."""
+    return _ratios(rows, "model", ("implementation", "ours"), "tokens_per_s")
 
 
 def decoding_ratios(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """(engine, search) -> our cached sentences/s ÷ its sentences/s for the same search."""
-    ours = {r["search"]: r["sentences_per_s"] for r in rows if r["engine"] == "ours"}
-    return {(r["engine"], r["search"]): ours[r["search"]] / r["sentences_per_s"]
-            for r in rows if r["search"] in ours and r["sentences_per_s"] > 0}
+    """(search, engine) -> our cached sentences/s ÷ its sentences/s for the same search."""
+    return _ratios(rows, "search", ("engine", "ours"), "sentences_per_s")
+
+
+def _table(header: list[str], right_from: int, rows: list[list[str]]) -> list[str]:
+    """A markdown table; columns from `right_from` on are right-aligned (numbers)."""
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    return ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
+
+
+def _ratio_cell(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.2f}"
 
 
 def targets(results: dict) -> list[str]:
@@ -41,17 +55,18 @@ def targets(results: dict) -> list[str]:
     for (model, impl), ratio in sorted(train.items()):
         if impl == "hf":
             lines.append(f"{TARGETS[0]} ({model}): {ratio:.2f}× — {'met' if ratio >= 1.3 else 'not met'}")
-    dec = decoding_ratios(results.get("decoding", {}).get("rows", []))
-    if ("Hugging Face generate()", "beam 4") in dec:
-        ratio = dec[("Hugging Face generate()", "beam 4")]
+    rows = results.get("decoding", {}).get("rows", [])
+    dec = decoding_ratios(rows)
+    if ("beam 4", "Hugging Face generate()") in dec:
+        ratio = dec[("beam 4", "Hugging Face generate()")]
         lines.append(f"{TARGETS[1]}: {ratio:.2f}× — {'met' if ratio >= 2.0 else 'not met'}")
-    if ("CTranslate2 float32", "greedy") in dec:
-        ratio = dec[("CTranslate2 float32", "greedy")]
+    if ("greedy", "CTranslate2 float32") in dec:
+        ratio = dec[("greedy", "CTranslate2 float32")]
         lines.append(f"{TARGETS[2]}: ours at {ratio:.2f}× its speed — {'met' if ratio >= 0.5 else 'not met'}")
-    speed = {(r["engine"], r["search"]): r["sentences_per_s"] for r in results.get("decoding", {}).get("rows", [])}
-    for search in ("greedy", "beam 4"):  # like against like: both engines quantize to int8
-        if speed.get(("ours int8", search)) and speed.get(("CTranslate2 int8", search)):
-            ratio = speed[("ours int8", search)] / speed[("CTranslate2 int8", search)]
+    int8 = _ratios(rows, "search", ("engine", "ours int8"), "sentences_per_s")  # like against like
+    for search in ("greedy", "beam 4"):
+        if (search, "CTranslate2 int8") in int8:
+            ratio = int8[(search, "CTranslate2 int8")]
             lines.append(f"not a target — {search}, int8 against int8: ours at {ratio:.2f}× CTranslate2 int8's speed")
     return lines
 
@@ -70,14 +85,12 @@ def markdown(results: dict) -> str:
                 f"Forward + backward + Adam step on {t['batches']} token-bucketed batches of at most {t['batch_tokens']} "
                 f"tokens from {t['corpus']} (after {t['warmup']} untimed), the same batches, loss (label-smoothed "
                 "cross-entropy) and optimizer for every implementation; tokens = source + target non-pad tokens; "
-                "random init. `ours ÷` > 1 means we are faster.", "",
-                "| model | implementation | parameters | tokens/s | ours ÷ | peak RSS (MiB) |",
-                "| --- | --- | ---: | ---: | ---: | ---: |"]
+                "random init. `ours ÷` > 1 means we are faster.", ""]
         ratios = training_ratios(results["training"])
-        for r in results["training"]:
-            ratio = ratios.get((r["model"], r["implementation"]))
-            out.append(f"| {r['model']} | {implementation_name(r['model'], r['implementation'])} | {r['params']:,} | "
-                       f"{r['tokens_per_s']:,.0f} | {'' if ratio is None else f'{ratio:.2f}'} | {r['peak_rss_mib']:,.0f} |")
+        out += _table(["model", "implementation", "parameters", "tokens/s", "ours ÷", "peak RSS (MiB)"], 2, [
+            [r["model"], implementation_name(r["model"], r["implementation"]), f"{r['params']:,}",
+             f"{r['tokens_per_s']:,.0f}", _ratio_cell(ratios.get((r["model"], r["implementation"]))),
+             f"{r['peak_rss_mib']:,.0f}"] for r in results["training"]])
         out.append("")
     if "decoding" in results:
         d = results["decoding"]
@@ -85,14 +98,11 @@ def markdown(results: dict) -> str:
                 f"{d['sentences']} sentences of {d['test_set']}, sorted by length into batches of {d['batch_size']}; ids in, "
                 f"ids out. Weights: {d['weights']}. Our length cap (|source| + 50) for every engine; beam 4 with "
                 "length penalty 0.6 (ours: Wu et al.; the others: length^0.6). `ours ÷` compares our cached fp32 "
-                "search with the same search of that engine.", "",
-                "| engine | search | sentences/s | target pieces/s | ours ÷ | peak RSS (MiB) |",
-                "| --- | --- | ---: | ---: | ---: | ---: |"]
+                "search with the same search of that engine.", ""]
         ratios = decoding_ratios(d["rows"])
-        for r in d["rows"]:
-            ratio = ratios.get((r["engine"], r["search"]))
-            out.append(f"| {r['engine']} | {r['search']} | {r['sentences_per_s']:,.1f} | {r['target_tokens_per_s']:,.0f} | "
-                       f"{'' if ratio is None else f'{ratio:.2f}'} | {r['peak_rss_mib']:,.0f} |")
+        out += _table(["engine", "search", "sentences/s", "target pieces/s", "ours ÷", "peak RSS (MiB)"], 2, [
+            [r["engine"], r["search"], f"{r['sentences_per_s']:,.1f}", f"{r['target_tokens_per_s']:,.0f}",
+             _ratio_cell(ratios.get((r["search"], r["engine"]))), f"{r['peak_rss_mib']:,.0f}"] for r in d["rows"]])
         out += ["", "Greedy outputs identical to ours, token for token: "
                 + "; ".join(f"{engine} {same}/{d['sentences']}" for engine, same in d["agreement"].items()), ""]
     if "translate" in results:
@@ -100,10 +110,10 @@ def markdown(results: dict) -> str:
         samples = tr["samples"]
         picks = sorted({samples[0], samples[len(samples) // 2], samples[-1]}) if samples else []
         out += ["### `seq2seq translate`: memory over a long input", "",
-                f"{tr['lines']:,} lines (the test set repeated), greedy, {tr['weights']}, {tr['seconds']:.0f} s.", "",
-                "| lines translated | RSS (MiB) |", "| ---: | ---: |"]
-        out += [f"| {n:,} | {rss:,.0f} |" for n, rss in picks]
-        out += [f"| peak | {tr['peak_rss_mib']:,.0f} |", ""]
+                f"{tr['lines']:,} lines (the test set repeated), greedy, {tr['weights']}, {tr['seconds']:.0f} s.", ""]
+        out += _table(["lines translated", "RSS (MiB)"], 0,
+                      [[f"{n:,}", f"{rss:,.0f}"] for n, rss in picks] + [["peak", f"{tr['peak_rss_mib']:,.0f}"]])
+        out.append("")
     lines = targets(results)
     if lines:
         out += ["### Targets (issue 7)", ""] + [f"- {line}" for line in lines] + [""]
