@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from seq2seq.bench.peers import build  # noqa: E402
-from seq2seq.data.batching import TokenBucketBatcher, collate, example_length  # noqa: E402
+from seq2seq.bench.training import sample_batches  # noqa: E402
+from seq2seq.data.batching import collate, layout_of  # noqa: E402
 from seq2seq.train import checkpoint  # noqa: E402
 from seq2seq.train.flops import FlopCounter  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
@@ -64,7 +65,7 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
     count = FlopCounter(ours)
     del ours
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
-    layout = "pair" if model_cfg.kind == "transformer" else "concat"
+    layout = layout_of(model_cfg.kind)
     collated = [collate(b, layout).pin_memory() if device.type == "cuda" else collate(b, layout) for b in batches]
 
     def step(batch):
@@ -142,9 +143,7 @@ def main() -> None:
     pairs = encode_pairs(tokenizer, train_src, train_tgt, cfg.trainer.max_len)
     report["probes"] = []
     for implementation, model_cfg in (("ours", cfg.model), ("hf", cfg.model), ("ours", gpt_cfg)):
-        layout = "pair" if model_cfg.kind == "transformer" else "concat"
-        batcher = TokenBucketBatcher([example_length(s, t, layout) for s, t in pairs], cfg.trainer.batch_tokens, seed=1)
-        batches = [[pairs[i] for i in b] for b in batcher.batches(0)[:40]]
+        batches = sample_batches(pairs, layout_of(model_cfg.kind), cfg.trainer.batch_tokens, 40)
         try:
             row = probe(implementation, model_cfg, len(tokenizer), batches, args.probe_seconds, device, amp_dtype)
         except Exception as e:  # a peer that cannot run here is reported, not fatal

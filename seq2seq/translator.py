@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seq2seq.data.batching import collate
+from seq2seq.data.batching import collate, layout_of
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
@@ -179,8 +179,7 @@ class Translator:
     def _explain_by_rescoring(self, batch: list[_Unit]) -> None:
         """Beam search keeps no per-step distributions: one teacher-forced pass over the best hypotheses
         gives them (at temperature 1, which is what beam search ranks by)."""
-        layout = "pair" if self.model.kind == "transformer" else "concat"
-        data = collate([(u.ids, u.hyps[0].tokens) for u in batch], layout).to(self.device)
+        data = collate([(u.ids, u.hyps[0].tokens) for u in batch], layout_of(self.model.kind)).to(self.device)
         logprobs = self.model.logits(data).float().log_softmax(-1)
         for row, u in enumerate(batch):
             targets = data.tgt_out[row] != PAD  # the labels of the hypothesis' pieces and <eos>, in either layout

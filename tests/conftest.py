@@ -79,7 +79,7 @@ def toy_data_overrides(tmp_path):
 def memorisation_bleu(model_name: str, tokenizer, decode, steps: int = 300) -> float:
     """Train `model_name` (widened to d_model 64, no dropout) on 32 toy pairs as one batch for `steps`
     steps, then decode them with `decode(model, src) -> list of token lists`: the BLEU it reaches."""
-    from seq2seq.data.batching import collate
+    from seq2seq.data.batching import collate, layout_of
     from seq2seq.evaluate import score
     from seq2seq.model.build import build_model
     from seq2seq.train.loss import label_smoothed_loss
@@ -90,7 +90,7 @@ def memorisation_bleu(model_name: str, tokenizer, decode, steps: int = 300) -> f
     cfg = compose_config(f"model={model_name}", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
     model = build_model(cfg, len(tokenizer))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
-    batch = collate(ids, "pair" if cfg.kind == "transformer" else "concat")
+    batch = collate(ids, layout_of(cfg.kind))
     for _ in range(steps):
         loss, _ = label_smoothed_loss(model.logits(batch), batch.tgt_out, 0.0)
         optimizer.zero_grad()

@@ -100,17 +100,14 @@ def compose(*overrides: str):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def model_config(name: str):
-    """conf/model/<name>.yaml as written, without the default experiment's changes (cpu_small: dropout 0)."""
-    return compose(f"model={name}", "~experiment").model
-
-
 def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     """A model directory with random-init weights of `config` and our tokenizer."""
     import torch
 
     from seq2seq.model.build import build_model
     from seq2seq.model.directory import save_model_dir
+
+    from seq2seq.compare.run import model_config
 
     cfg = model_config(config)
     torch.manual_seed(1)
@@ -120,6 +117,8 @@ def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
 def run_training(args, cfg, tokenizer, results, log) -> None:
     from seq2seq.bench import training
     from seq2seq.bench.peers import IMPLEMENTATIONS
+    from seq2seq.data.batching import layout_of
+    from seq2seq.compare.run import model_config
     from seq2seq.train.trainer import active_sets, encode_pairs, read_sets
 
     names = active_sets(cfg.data, "train_sets")
@@ -130,7 +129,7 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
     results["training"] = []
     for name in args.models.split(","):
         model_cfg = model_config(name)
-        batches = training.sample_batches(pairs, training.layout_of(model_cfg), batch_tokens, args.warmup + args.batches)
+        batches = training.sample_batches(pairs, layout_of(model_cfg.kind), batch_tokens, args.warmup + args.batches)
         for row in training.throughput(list(IMPLEMENTATIONS), model_cfg, len(tokenizer), batches, args.warmup,
                                        args.threads, isolate=not args.in_process):
             results["training"].append({"model": name, **row})

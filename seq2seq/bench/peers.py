@@ -11,27 +11,13 @@ Each comes with `logits(batch)`, so one training step serves every implementatio
 
 from __future__ import annotations
 
-import math
-
+import torch
 from torch import nn
 
 from seq2seq.data.tokenizer import PAD
-from seq2seq.model.layers import sinusoidal_table
+from seq2seq.model.layers import Embeddings
 
 IMPLEMENTATIONS = ("ours", "hf", "torch")
-
-
-class _Embed(nn.Module):
-    """Embedding × √d + sinusoids, dropout: §3.4–3.5 as in our model."""
-
-    def __init__(self, table: nn.Embedding, max_positions: int, dropout: float):
-        super().__init__()
-        self.table, self.scale = table, math.sqrt(table.embedding_dim)
-        self.register_buffer("positions", sinusoidal_table(max_positions, table.embedding_dim), persistent=False)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, tokens):
-        return self.dropout(self.table(tokens) * self.scale + self.positions[: tokens.size(1)])
 
 
 class _TorchPeer(nn.Module):
@@ -41,9 +27,12 @@ class _TorchPeer(nn.Module):
         super().__init__()
         table = nn.Embedding(vocab_size, cfg.d_model, padding_idx=PAD)
         nn.init.normal_(table.weight, 0.0, cfg.d_model**-0.5)
-        self.embed = _Embed(table, cfg.max_positions, cfg.dropout)
+        self.embeddings = Embeddings(table, cfg.max_positions, cfg.dropout)
         self.generator = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.generator.weight = table.weight
+
+    def embed(self, tokens):
+        return self.embeddings(tokens, torch.arange(tokens.size(1), device=tokens.device))
 
 
 class TorchEncoderDecoder(_TorchPeer):

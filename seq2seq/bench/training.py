@@ -15,11 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.bench.measure import Worker, in_turns
-from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
-
-
-def layout_of(model_cfg) -> str:
-    return "pair" if model_cfg.kind == "transformer" else "concat"
+from seq2seq.data.batching import TokenBucketBatcher, collate, example_length, layout_of
 
 
 def sample_batches(pairs, layout: str, batch_tokens: int, count: int, seed: int = 1) -> list[list[tuple[list[int], list[int]]]]:
@@ -38,7 +34,7 @@ class Trainer:
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.cfg = OmegaConf.create(model_cfg)
-        self.layout = layout_of(self.cfg)
+        self.layout = layout_of(self.cfg.kind)
         self.model = build(implementation, self.cfg, vocab_size).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, foreach=True)
 

@@ -41,7 +41,7 @@ def run(args) -> None:
     source = translator.split([args.sentence])[0]
     if not source:
         raise UserError("the sentence is empty: nothing to translate or draw")
-    if len(source) > 1 or len(source[0]) > translator.max_source_pieces:
+    if len(source) > 1:  # split at sentence ends: one picture cannot show it
         raise UserError(f"the sentence is longer than the model's {translator.max_source_pieces} source pieces: "
                         "draw a shorter one")
     translation = translator.translate_full([args.sentence], beam=args.beam)[0]

@@ -9,7 +9,6 @@ must equal those in results.json, or the report refuses to mix them.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -20,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from seq2seq.compare import elo, plots
+from seq2seq.data.corpora import sha256_file
 
 METRICS = ("bleu", "chrf")
 
@@ -69,7 +69,7 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
     tokenizers: dict[str, set[str]] = {}
     for r in runs:
         try:
-            digest = hashlib.sha256((r.directory / "spm.model").read_bytes()).hexdigest()
+            digest = sha256_file(r.directory / "spm.model")
         except OSError as e:
             raise ReportError(f"{r.directory / 'spm.model'}: {e.strerror}") from None
         tokenizers.setdefault(r.size, set()).add(digest)

@@ -50,6 +50,11 @@ def _pad(rows: list[list[int]], value: int = PAD) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def layout_of(kind: str) -> str:
+    """The batch layout a model kind trains on: `pair` (encoder–decoder) or `concat` (decoder-only)."""
+    return "pair" if kind == "transformer" else "concat"
+
+
 def example_length(src: list[int], tgt: list[int], layout: str) -> int:
     """Columns a pair occupies in its batch: what bucketing sorts by and budgets."""
     if layout == "pair":

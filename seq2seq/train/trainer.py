@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
+from seq2seq.data.batching import TokenBucketBatcher, collate, example_length, layout_of
 from seq2seq.data.prepare import manifest_sha256, prepare, read_split
 from seq2seq.data.tokenizer import Tokenizer, tokenizer_path, train_tokenizer
 from seq2seq.evaluate import format_table, score, translate_and_score, write_lines
@@ -249,7 +249,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
     if group.main:
         shutil.copyfile(tokenizer.path, run_dir / "spm.model")
     pairs = encode_pairs(tokenizer, train_src, train_tgt, tcfg.max_len)
-    layout = "pair" if mcfg.kind == "transformer" else "concat"
+    layout = layout_of(mcfg.kind)
     loss_on_source = bool(mcfg.get("loss_on_source", False))
     lengths = [example_length(s, t, layout) for s, t in pairs]
     batcher = TokenBucketBatcher(lengths, tcfg.batch_tokens, seed=cfg.seed)

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from seq2seq.data.text import SPM_SPACE
 from seq2seq.data.tokenizer import BOS
 
 DPI = 100
 CMAP = "viridis"
-WORD_START = "\u2581"  # SentencePiece's "▁": a piece that starts a word
+WORD_START = SPM_SPACE  # SentencePiece's "▁": a piece that starts a word
 
 
 @dataclass
