@@ -71,9 +71,9 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
     def step(batch):
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model.logits(batch)
-        loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1)
-        (loss / batch.tgt_tokens).backward()
+            logits, labels = model.labelled_logits(batch)
+        loss, _ = label_smoothed_loss(logits, labels, 0.1)
+        (loss / batch.label_tokens).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -85,7 +85,7 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
     while time.perf_counter() - start < seconds:
         for batch in collated[steps % len(collated): steps % len(collated) + 10]:
             step(batch)
-            tokens += batch.src_tokens + batch.tgt_tokens
+            tokens += batch.input_tokens
             flops += count(batch)
             steps += 1
         sync(device)

@@ -5,6 +5,9 @@ One bucketing logic serves two layouts of a pair (source ids s, target ids t):
   * `concat` (decoder-only):    input = s <sep> t,  labels = (s <sep> t <eos>) shifted by one; the labels
     of source positions are PAD (no loss) unless `loss_on_source`.
 A batch holds at most `batch_tokens` tokens counting padding (rows × longest row).
+
+A batch also carries what the FLOP counter and the loss normalisation need: the tokens the model reads,
+the labels that carry a loss, and the products of the lengths that attention squares.
 """
 
 from __future__ import annotations
@@ -27,14 +30,23 @@ class Batch:
     tgt_in: torch.Tensor  # (B, T): decoder input (pair) or the whole sequence (concat)
     tgt_out: torch.Tensor  # (B, T): next-token labels, PAD = no loss
     prefix_len: torch.Tensor | None  # (B,): len(s <sep>) for the concat layout
-    src_tokens: int  # non-pad source tokens
-    tgt_tokens: int  # non-pad target tokens (labels that carry a loss, eos included)
+    src_tokens: int  # non-pad source tokens (concat: s <sep>)
+    tgt_tokens: int  # non-pad target tokens (t <eos>: the target labels, eos included)
     padded_tokens: int  # rows × columns over all tensors fed to the model
-    length_products: tuple[int, int, int] = (0, 0, 0)  # (Σ src², Σ tgt², Σ src·tgt) or (Σ len², 0, 0): attention FLOPs
+    length_products: tuple[int, int, int]  # (Σ src², Σ tgt², Σ src·tgt) or (Σ len², 0, 0): attention FLOPs
+    input_tokens: int  # non-pad tokens the model reads (pair: s <eos> + <bos> t; concat: s <sep> t)
+    label_tokens: int  # labels that carry a loss (tgt_tokens, plus the source's with loss_on_source)
+    label_index: torch.Tensor | None = None  # concat: flat (row · T + column) positions of those labels
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The labels that carry a loss: (B, T) for `pair`; flat (label_tokens,) for `concat`, in the order
+        of `label_index`, matching the decoder-only model's `labelled_logits`."""
+        return self.tgt_out if self.label_index is None else self.tgt_out.flatten()[self.label_index]
 
     def _apply(self, fn) -> "Batch":
-        tensors = {k: None if getattr(self, k) is None else fn(getattr(self, k)) for k in ("src", "tgt_in", "tgt_out", "prefix_len")}
-        return replace(self, **tensors)
+        names = ("src", "tgt_in", "tgt_out", "prefix_len", "label_index")
+        return replace(self, **{k: None if getattr(self, k) is None else fn(getattr(self, k)) for k in names})
 
     def to(self, device) -> "Batch":
         return self._apply(lambda t: t.to(device, non_blocking=True))
@@ -71,9 +83,10 @@ def collate(pairs: list[tuple[list[int], list[int]]], layout: str, loss_on_sourc
         src_t, in_t, out_t = _pad(src), _pad(tgt_in), _pad(tgt_out)
         products = (sum(len(s) ** 2 for s in src), sum(len(t) ** 2 for t in tgt_in),
                     sum(len(s) * len(t) for s, t in zip(src, tgt_in)))
-        return Batch(src_t, in_t, out_t, None,
-                     src_tokens=sum(map(len, src)), tgt_tokens=sum(map(len, tgt_out)),
-                     padded_tokens=src_t.numel() + in_t.numel(), length_products=products)
+        src_tokens, tgt_tokens = sum(map(len, src)), sum(map(len, tgt_out))
+        return Batch(src_t, in_t, out_t, None, src_tokens=src_tokens, tgt_tokens=tgt_tokens,
+                     padded_tokens=src_t.numel() + in_t.numel(), length_products=products,
+                     input_tokens=src_tokens + tgt_tokens, label_tokens=tgt_tokens)
     if layout != "concat":
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     seqs = [s + [SEP] + t + [EOS] for s, t in pairs]
@@ -84,9 +97,12 @@ def collate(pairs: list[tuple[list[int], list[int]]], layout: str, loss_on_sourc
             lab = [PAD] * len(s) + lab[len(s):]
         labels.append(lab)
     in_t, out_t = _pad([q[:-1] for q in seqs]), _pad(labels)
+    label_index = (out_t != PAD).flatten().nonzero().squeeze(1)  # on the host, while batching
+    lengths = [len(q) - 1 for q in seqs]
     return Batch(None, in_t, out_t, torch.tensor([len(s) + 1 for s, _ in pairs]),
                  src_tokens=sum(len(s) + 1 for s, _ in pairs), tgt_tokens=sum(len(t) + 1 for _, t in pairs),
-                 padded_tokens=in_t.numel())
+                 padded_tokens=in_t.numel(), length_products=(sum(n * n for n in lengths), 0, 0),
+                 input_tokens=sum(lengths), label_tokens=len(label_index), label_index=label_index)
 
 
 class TokenBucketBatcher:

@@ -84,23 +84,37 @@ class DecoderOnly(nn.Module):
 
     def run(self, tokens, positions, mask=None, is_causal=False, caches: list | None = None) -> torch.Tensor:
         """Logits (B, T, V) for `tokens` at `positions` ((T,) or (B, T)) under the given attention mask."""
-        x = self.decoder(self.embed(tokens, positions), mask=mask, is_causal=is_causal, caches=caches)
-        return self.generator(x)
+        return self.generator(self.hidden(tokens, positions, mask, is_causal, caches))
 
-    def forward(self, tokens: torch.Tensor, prefix_len: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher forcing on right-padded `s <sep> t` (B, T): logits for every position. Right padding only
-        follows real tokens, so the causal mask alone keeps it out of sight; `prefix_len` (B,) = len(s) + 1
-        opens the prefix when prefix-LM attention is on."""
+    def hidden(self, tokens, positions, mask=None, is_causal=False, caches: list | None = None) -> torch.Tensor:
+        """The last layer's output (B, T, d): what the pre-softmax projection reads."""
+        return self.decoder(self.embed(tokens, positions), mask=mask, is_causal=is_causal, caches=caches)
+
+    def teacher_forced(self, tokens: torch.Tensor, prefix_len: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (B, T, d) for right-padded `s <sep> t` (B, T). Right padding only follows real
+        tokens, so the causal mask alone keeps it out of sight; `prefix_len` (B,) = len(s) + 1 opens the
+        prefix when prefix-LM attention is on."""
         check_length(tokens.size(1), self.embed)  # from shapes: no host sync in the training step
         positions = torch.arange(tokens.size(1), device=tokens.device)
         if self.prefix_lm:
             mask = visibility(tokens.size(1), prefix_len, device=tokens.device)
-            return self.run(tokens, positions, mask)
-        return self.run(tokens, positions, is_causal=True)
+            return self.hidden(tokens, positions, mask)
+        return self.hidden(tokens, positions, is_causal=True)
+
+    def forward(self, tokens: torch.Tensor, prefix_len: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: logits (B, T, V) for every position, source positions included."""
+        return self.generator(self.teacher_forced(tokens, prefix_len))
 
     def logits(self, batch) -> torch.Tensor:
-        """Teacher-forced logits for a collated `concat` batch (what the trainer calls for every kind)."""
+        """Teacher-forced logits (B, T, V) for a collated `concat` batch."""
         return self(batch.tgt_in, batch.prefix_len)
+
+    def labelled_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What training needs: logits (N, V) and labels (N,) at the N positions that carry a loss only.
+        The source positions' logits (no loss unless `loss_on_source`) are never projected: with an 8k
+        vocabulary the projection is a large share of the model's FLOPs."""
+        states = self.teacher_forced(batch.tgt_in, batch.prefix_len).flatten(0, 1)
+        return self.generator(states[batch.label_index]), batch.labels
 
     # The interface search.py drives, as EncoderDecoder offers it.
     @staticmethod

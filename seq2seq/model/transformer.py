@@ -94,8 +94,13 @@ class EncoderDecoder(nn.Module):
         return self.decode(tgt_in, memory, mask)
 
     def logits(self, batch) -> torch.Tensor:
-        """Teacher-forced logits for a collated `pair` batch (what the trainer calls for every kind)."""
+        """Teacher-forced logits (B, T, V) for a collated `pair` batch."""
         return self(batch.src, batch.tgt_in)
+
+    def labelled_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What training needs, as the decoder-only model gives it: logits and their labels (PAD = no loss).
+        Every target position carries a label here."""
+        return self.logits(batch), batch.labels
 
     # The interface search.py drives; the decoder-only model offers the same three calls.
     @staticmethod

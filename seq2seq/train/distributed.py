@@ -38,14 +38,14 @@ def shard(n_batches: int, start: int, rank: int, world: int) -> range:
 
 
 class _Logits(nn.Module):
-    """DDP synchronises what runs through its `forward`: here the trainer's `model.logits(batch)`."""
+    """DDP synchronises what runs through its `forward`: here the trainer's `model.labelled_logits(batch)`."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch) -> torch.Tensor:
-        return self.model.logits(batch)
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.labelled_logits(batch)
 
 
 @dataclass
@@ -81,10 +81,10 @@ class Group:
     # ------------------------------------------------------------------------------------ the model
 
     def wrap(self, model: nn.Module):
-        """The training forward: `model.logits`, under DistributedDataParallel when there are several
+        """The training forward: `model.labelled_logits`, under DistributedDataParallel when there are several
         ranks (it broadcasts rank 0's weights now and all-reduces the mean of the gradients in backward)."""
         if self.world == 1:
-            return model.logits
+            return model.labelled_logits
         device = next(model.parameters()).device
         # The only buffers are the fixed sinusoids: no need to broadcast them before every forward
         # (newer torch names the flag `forward_sync_buffers`; older versions know only `broadcast_buffers`).

@@ -5,7 +5,7 @@ validation → checkpoints → averaging (§6.1) → test scores. One loop for b
 already holds checkpoints is resumed: weights, optimizer, step, data position and RNG states.
 
 Launched by `torchrun --nproc-per-node N`, the same loop trains data-parallel (seq2seq/train/distributed.py):
-rank r takes batches r, r+N, … of each epoch, the loss is normalised by the step's target tokens over
+rank r takes batches r, r+N, … of each epoch, the loss is normalised by the step's labels over
 all ranks so that a step equals one process's step on the combined batches, and rank 0 alone writes
 the run directory, validates and tests.
 """
@@ -291,7 +291,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
         log.info("resumed from step %d (epoch %d, batch %d)", progress.step, progress.epoch, progress.batch_index)
     elif tcfg.init_from:
         init_weights_from(model, tcfg.init_from)
-    forward = group.wrap(model)  # model.logits, or DistributedDataParallel over it
+    forward = group.wrap(model)  # model.labelled_logits, or DistributedDataParallel over it
     step_logits = torch.compile(forward) if tcfg.compile else forward
 
     budget_s = tcfg.max_minutes * 60 if tcfg.max_minutes else math.inf
@@ -323,7 +323,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
                 param_group["lr"] = lr
             batches = [m[2] for m in micro]
             step_tokens, tokens, flops = group.sum(  # this step's counts over all ranks
-                sum(b.tgt_tokens for b in batches), sum(b.src_tokens + b.tgt_tokens for b in batches),
+                sum(b.label_tokens for b in batches), sum(b.input_tokens for b in batches),
                 sum(count_flops(b) for b in batches))
             # DDP averages the ranks' gradients: with each rank's loss over the mean tokens a rank, that average
             # is Σ_r grad_r / step_tokens, one process's gradient on all of the step's batches
@@ -333,8 +333,8 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
                 batch = batch.to(device)
                 with group.accumulating(i < len(batches) - 1):
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        logits = step_logits(batch)
-                    loss, nll = label_smoothed_loss(logits, batch.tgt_out, tcfg.label_smoothing)
+                        logits, labels = step_logits(batch)
+                    loss, nll = label_smoothed_loss(logits, labels, tcfg.label_smoothing)
                     (loss / tokens_per_rank).backward()
                 step_loss += nll
             bad = group.max_((~torch.isfinite(step_loss)).float())  # a rank's non-finite loss skips the step on all
@@ -364,7 +364,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
                 running_loss.zero_()
                 running_tokens = 0
             if progress.step % tcfg.valid_every == 0:
-                if group.main and validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device,
+                if group.main and validate(model, tokenizer, valid_sets, layout, tcfg, device,
                                            amp_dtype, progress, ckpt_dir, writer):
                     stop_reason = f"no BLEU improvement in {tcfg.patience} validations"
                 stop_reason = group.main_decides(stop_reason)  # the others wait for rank 0's validation
@@ -485,19 +485,20 @@ def final_weights(model, ckpt_dir: Path, average_last: int) -> tuple[dict, str]:
 
 
 @torch.no_grad()
-def validate(model, tokenizer, valid_sets, layout, loss_on_source, tcfg, device, amp_dtype, progress, ckpt_dir, writer) -> bool:
+def validate(model, tokenizer, valid_sets, layout, tcfg, device, amp_dtype, progress, ckpt_dir, writer) -> bool:
     """Validation loss on every set, greedy BLEU on the first sentences of each; keeps the best model.
-    Returns True when early stopping says stop."""
+    The loss is per target piece (<eos> included) for every kind, with or without a loss on the source
+    in training, so that curves compare. Returns True when early stopping says stop."""
     model.eval()
     entry = {"step": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens, "sets": {}}
     translator = Translator(model, tokenizer, device)
     for name, (src, tgt, pairs) in valid_sets.items():
         nll = n = 0.0
         for start in range(0, len(pairs), 128):
-            batch = collate(pairs[start:start + 128], layout, loss_on_source).to(device)
+            batch = collate(pairs[start:start + 128], layout).to(device)  # labels on the target only
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model.logits(batch)
-            nll += label_smoothed_loss(logits, batch.tgt_out, 0.0)[1].item()
+                logits, labels = model.labelled_logits(batch)
+            nll += label_smoothed_loss(logits, labels, 0.0)[1].item()
             n += batch.tgt_tokens
         k = tcfg.valid_max_sentences or len(src)
         hyps = translator.translate(src[:k], temperature=0.0, batch_tokens=tcfg.eval_batch_tokens)
