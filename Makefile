@@ -39,7 +39,7 @@ evaluate: $(STAMP)
 attention: $(STAMP)
 	$(PY) -m seq2seq attention $(ARGS) "$(TEXT)"
 
-SIZES ?= tiny
+SIZES ?= small
 SEEDS ?= 1
 compare: $(STAMP)
 	$(PY) -m seq2seq compare sizes="[$(shell echo $(SIZES) | tr ' ' ',')]" seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]" $(ARGS)

@@ -35,7 +35,7 @@ def report_rows(text: str, run: str) -> list[list[str]]:
 @pytest.mark.parametrize("mode,key,value", [("tokens", "max_tokens", 2.4e7), ("steps", "max_steps", 3300),
                                             ("minutes", "max_minutes", 5), ("flops", "max_flops", 5.0e12)])
 def test_each_budget_mode_sets_one_stop_condition_equally_for_all_systems(mode, key, value):
-    systems = plan(compare_config(f"budget.mode={mode}", "trainer.patience=3"))
+    systems = plan(compare_config(f"budget.mode={mode}", "sizes=[tiny]", "trainer.patience=3"))
     assert [s.name for s in systems] == ["transformer_tiny_s1", "gpt_tiny_s1"]
     for s in systems:
         stops = {k: s.cfg.trainer[k] for k in ("max_steps", "max_minutes", "max_tokens", "max_flops")}
@@ -48,19 +48,20 @@ def test_each_budget_mode_sets_one_stop_condition_equally_for_all_systems(mode, 
 
 def test_plan_refuses_what_cannot_be_compared_and_takes_variants():
     with pytest.raises(UserError, match="budget.tokens has no amount for size big"):
-        plan(compare_config("sizes=[big]"))
+        plan(compare_config("sizes=[big]", "budget.mode=tokens"))
     with pytest.raises(UserError, match="no model config gpt_big"):
-        plan(compare_config("sizes=[big]", "+budget.tokens.big=1000"))
+        plan(compare_config("sizes=[big]", "budget.mode=tokens", "+budget.tokens.big=1000"))
     with pytest.raises(UserError, match="budget.mode=joules"):
         plan(compare_config("budget.mode=joules"))
     with pytest.raises(UserError, match="baseline=marian"):
         plan(compare_config("baseline=marian"))
-    systems = plan(compare_config("+systems.gpt_prefix={model: gpt, overrides: {prefix_lm: true}}", "seeds=[1,2]"))
+    systems = plan(compare_config("+systems.gpt_prefix={model: gpt, overrides: {prefix_lm: true}}", "seeds=[1,2]",
+                                  "sizes=[tiny]"))
     assert [s.name for s in systems][-3:] == ["transformer_tiny_s2", "gpt_tiny_s2", "gpt_prefix_tiny_s2"]
     assert systems[-1].cfg.model.prefix_lm and not systems[-2].cfg.model.prefix_lm and systems[-1].cfg.seed == 2
 
 
-TINY_RUN = ["budget.tokens.tiny=6000", "trainer.batch_tokens=512", "trainer.valid_every=5", "trainer.save_every=5",
+TINY_RUN = ["sizes=[tiny]", "budget.mode=tokens", "trainer.precision=fp32", "budget.tokens.tiny=6000", "trainer.batch_tokens=512", "trainer.valid_every=5", "trainer.save_every=5",
             "trainer.valid_max_sentences=10", "trainer.test_max_sentences=12", "trainer.final_beam=2",
             "trainer.warmup=10", "trainer.threads=1", "report.bootstrap=100"]
 
@@ -160,3 +161,65 @@ def test_report_over_sizes_and_seeds(tmp_path):
     (runs[1].directory / "spm.model").write_bytes(b"retrained")
     with pytest.raises(ReportError, match="tiny runs used different tokenizers"):
         write_report(tmp_path, runs, test_sets, cfg)
+
+
+# ---------------------------------------------------------------------------------------------- the verdict
+
+def test_default_compares_the_small_twins_on_equal_flops_with_one_recipe():
+    systems = plan(compare_config())
+    assert [s.name for s in systems] == ["transformer_small_s1", "gpt_small_s1"]
+    for s in systems:
+        assert s.cfg.trainer.max_flops == 2.0e14 and s.cfg.trainer.max_tokens is None
+        assert s.cfg.model.dropout == 0.0 and s.cfg.trainer.precision == "bf16"
+        assert s.cfg.trainer.save_every * s.cfg.trainer.average_last <= 250  # averaging spans the end of a run
+
+
+def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_overrides):
+    from seq2seq.data.batching import collate
+    from seq2seq.model.build import build_model
+    from seq2seq.train.flops import FlopCounter
+    from seq2seq.train.trainer import encode_pairs, prepare_data
+
+    cfg = compare_config("systems=study", "sizes=[tiny]", *toy_data_overrides)
+    systems = {s.label: s.cfg.model for s in plan(cfg)}
+    assert list(systems) == ["transformer", "gpt", "gpt_prefix", "gpt_flops"]
+    assert systems["gpt_prefix"].prefix_lm and systems["gpt_flops"].prefix_lm and not systems["gpt"].prefix_lm
+    src, tgt, tokenizer = prepare_data(cfg)
+    pairs = encode_pairs(tokenizer, src, tgt, 128)
+
+    def per_pair(model_cfg):
+        layout = "pair" if model_cfg.kind == "transformer" else "concat"
+        return FlopCounter(build_model(model_cfg, len(tokenizer)))(collate(pairs, layout)) / len(pairs)
+
+    target, layers = per_pair(systems["transformer"]), systems["gpt_flops"].layers
+    assert layers < systems["gpt"].layers
+    gap = abs(per_pair(systems["gpt_flops"]) - target)
+    for other in (layers - 1, layers + 1):
+        if other >= 1:
+            assert gap <= abs(per_pair(OmegaConf.merge(systems["gpt_flops"], {"layers": other})) - target)
+
+
+def test_verdict_says_who_is_ahead_with_intervals_and_which_predictions_held(tmp_path):
+    from seq2seq.compare.verdict import verdict
+
+    pairs = toy_pairs(90, seed=3)
+    test_sets = {name: ([p[0] for p in pairs[i::3]], [p[1] for p in pairs[i::3]]) for i, name in enumerate(SETS)}
+    quality = {"transformer": 0.95, "gpt_prefix": 0.85, "gpt": 0.6}
+    runs = []
+    for seed in (1, 2):
+        for system, q in quality.items():
+            directory = tmp_path / "runs" / f"{system}_small_s{seed}"
+            fake_run(directory, test_sets, q, 7_000_000, seed)
+            runs.append(Run.load(directory, system, "small", seed))
+    systems = OmegaConf.create({"transformer": {"model": "transformer"}, "gpt": {"model": "gpt"},
+                                "gpt_prefix": {"model": "gpt", "overrides": {"prefix_lm": True}}})
+    lines = verdict(runs, test_sets, 200, "transformer", systems)
+    first = next(line for line in lines if line.startswith(f"{SETS[0]} (small, seed 1): transformer ahead of gpt by"))
+    d, lo, hi = (float(x) for x in re.search(r"by ([\d.]+) BLEU \(95% CI (-?[\d.]+) to (-?[\d.]+)", first).groups())
+    assert lo <= d <= hi and lo > 0 and "significant" in first
+    assert sum("mean ± sd over seeds" in line for line in lines) == len(SETS)
+    assert "small: T5 and Zhang et al. 2022: the encoder–decoder beats the parameter-matched causal decoder-only model: held (3 of 3 test sets)" in lines
+    assert any(line.startswith("small: Zhang et al. 2022: prefix-LM closes most of the gap: held") for line in lines)
+    cfg = OmegaConf.create({"name": "t", "baseline": "transformer", "systems": systems,
+                            "budget": {"mode": "flops", "flops": {"small": 2e14}}, "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
+    assert "## Verdict" in write_report(tmp_path, runs, test_sets, cfg).read_text()

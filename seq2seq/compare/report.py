@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from seq2seq.compare import elo, plots
+from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
 
 METRICS = ("bleu", "chrf")
@@ -153,14 +154,6 @@ def p_cell(p: float | None) -> str:
     return "baseline" if p is None else f"{p:.4f}{' *' if p < 0.05 else ''}"
 
 
-def groups(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:
-    """Runs of one size and seed: the units paired significance tests compare."""
-    out: dict[tuple[str, int], list[Run]] = {}
-    for run in runs:
-        out.setdefault((run.size, run.seed), []).append(run)
-    return out
-
-
 def training_section(runs: list[Run]) -> str:
     rows = []
     for r in runs:
@@ -241,9 +234,10 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
 
 
 def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list[str], list[str]]], cfg,
-                 command: str | None = None) -> Path:
+                 command: str | None = None, verdict_lines: list[str] | None = None) -> Path:
     """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references);
-    `command` is the command line that made the comparison, quoted at the top."""
+    `command` is the command line that made the comparison, quoted at the top; `verdict_lines` the verdict
+    (verdict.py), computed here when not given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizers = check_same_inputs(runs)
@@ -257,7 +251,10 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
               f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
               f"tokenizer (spm.model sha256) {', '.join(f'{size} `{d[:16]}`' for size, d in tokenizers.items())}; "
               f"{first['env']['device']}, torch {first['env']['torch']}, git {str(first['env'].get('git_sha'))[:12]}.")
-    sections = [header, training_section(runs), test_section(runs, test_sets, cfg.report.bootstrap, cfg.baseline)]
+    if verdict_lines is None:
+        verdict_lines = verdict(runs, test_sets, cfg.report.bootstrap, cfg.baseline, cfg.get("systems"))
+    sections = [header, verdict_section(verdict_lines), training_section(runs),
+                test_section(runs, test_sets, cfg.report.bootstrap, cfg.baseline)]
     if len(set(r.seed for r in runs)) > 1:
         sections.append(seeds_section(runs, test_sets))
     plots.learning_curves(runs, out_dir / "curves.png")

@@ -20,6 +20,8 @@ settings is an error rather than a silent mix. The report (report.py) is rebuilt
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +93,42 @@ def plan(cfg) -> list[System]:
             raise UserError(f"size {size}: the systems differ in vocabulary or width {sorted(widths)}; twins share both")
         for seed in cfg.seeds:
             for label, spec in cfg.systems.items():
-                model = OmegaConf.merge(models[label], spec.get("overrides") or {}, {"name": f"{label}_{size}"})
+                model = OmegaConf.merge(models[label], cfg.get("model_overrides") or {}, spec.get("overrides") or {},
+                                        {"name": f"{label}_{size}"})
+                if spec.get("match_flops"):
+                    model.layers = flops_matched_layers(model, OmegaConf.merge(models[cfg.baseline],
+                                                                               cfg.get("model_overrides") or {}), cfg)
                 run_cfg = OmegaConf.merge(OmegaConf.create({"name": f"{label}_{size}_s{seed}", "seed": int(seed),
                                                             **shared, "model": model}),
                                           {"trainer": {**stops, "patience": 0}})
                 validate(run_cfg)
                 systems.append(System(label, str(size), int(seed), run_cfg))
     return systems
+
+
+def flops_matched_layers(model_cfg, baseline_cfg, cfg, sample: int = 4096) -> int:
+    """The decoder-only layer count whose training FLOPs per sentence pair (seq2seq/train/flops.py, over the
+    first `sample` training pairs) come closest to the baseline's: T5's "P parameters, M FLOPs" model."""
+    from seq2seq.data.batching import collate, layout_of
+    from seq2seq.model.build import build_model
+    from seq2seq.train.flops import FlopCounter
+    from seq2seq.train.trainer import encode_pairs, prepare_data
+
+    if model_cfg.kind != "gpt":
+        raise UserError(f"match_flops sets the layer count of a decoder-only model, not of a {model_cfg.kind} model")
+    src, tgt, tokenizer = prepare_data(cfg)
+    pairs = encode_pairs(tokenizer, src[:sample], tgt[:sample], cfg.trainer.max_len)
+
+    def per_pair(m) -> float:
+        count, layout = FlopCounter(build_model(m, len(tokenizer))), layout_of(m.kind)
+        return sum(count(collate(pairs[i:i + 256], layout)) for i in range(0, len(pairs), 256)) / len(pairs)
+
+    target = per_pair(baseline_cfg)
+    costs = {n: per_pair(OmegaConf.merge(model_cfg, {"layers": n})) for n in range(1, model_cfg.layers + 1)}
+    layers = min(costs, key=lambda n: abs(costs[n] - target))
+    log.info("FLOPs-matched decoder-only model: %d layers, %.3g FLOPs a pair against the baseline's %.3g",
+             layers, costs[layers], target)
+    return layers
 
 
 def equalise_batches(systems: list[System]) -> dict[str, float]:
@@ -141,9 +172,17 @@ def train_or_reuse(system: System, run_dir: Path) -> dict:
                         "pass another name=... or remove that directory")
     if results_file.is_file():
         log.info("%s: reusing the finished run in %s", system.name, run_dir)
-        return json.loads(results_file.read_text())
+        return {**json.loads(results_file.read_text()), "reused": True}
     log.info("%s: training in %s", system.name, run_dir)
     return train(system.cfg, run_dir)
+
+
+def eta(trained_seconds: list[float], runs_left: int) -> str:
+    """`, about N min left in all`, from the wall time of the runs trained so far (one budget for all runs, so
+    the systems' run times are alike); nothing before the first run has finished."""
+    if not trained_seconds:
+        return ""
+    return f", about {statistics.mean(trained_seconds) * runs_left / 60:.0f} min left in all"
 
 
 def command_line() -> str | None:
@@ -158,6 +197,7 @@ def command_line() -> str | None:
 def compare(cfg, output_dir) -> Path:
     """Train (or reuse) every run of the comparison in `output_dir`/runs and write `output_dir`/report.md."""
     from seq2seq.compare.report import ReportError, Run, write_report
+    from seq2seq.compare.verdict import verdict
     from seq2seq.train.trainer import active_sets, read_sets
 
     out = Path(output_dir)
@@ -165,11 +205,13 @@ def compare(cfg, output_dir) -> Path:
     ratios = equalise_batches(systems)
     for size, ratio in ratios.items():
         log.info("size %s: decoder-only batches hold %.3f x trainer.batch_tokens (as many pairs a step)", size, ratio)
-    runs = []
+    runs, trained_seconds = [], []
     for i, system in enumerate(systems, 1):
-        log.info("run %d of %d: %s", i, len(systems), system.name)
+        log.info("run %d of %d: %s%s", i, len(systems), system.name, eta(trained_seconds, len(systems) - i + 1))
         run_dir = out / "runs" / system.name
-        train_or_reuse(system, run_dir)
+        started = time.perf_counter()
+        if not train_or_reuse(system, run_dir).get("reused"):
+            trained_seconds.append(time.perf_counter() - started)
         try:
             runs.append(Run.load(run_dir, system.label, system.size, system.seed))
         except ReportError as e:
@@ -181,8 +223,10 @@ def compare(cfg, output_dir) -> Path:
         cap = first.trainer.test_max_sentences
         test_sets[name] = (src[:cap], ref[:cap]) if cap else (src, ref)
     try:
-        path = write_report(out, runs, test_sets, cfg, command_line())
+        lines = verdict(runs, test_sets, cfg.report.bootstrap, cfg.baseline, cfg.systems)
+        path = write_report(out, runs, test_sets, cfg, command_line(), lines)
     except ReportError as e:
         raise UserError(str(e)) from None
+    print("verdict:\n" + "\n".join(f"  {line}" for line in lines), flush=True)
     print(f"report: {path}", flush=True)
     return path
