@@ -49,13 +49,13 @@ def png_header(path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def copy_model(toy_tokenizer):
-    """transformer_tiny at d_model 64, trained 300 steps to output its input (source = target)."""
+    """transformer_tiny at d_model 64, trained 600 steps to output its input (source = target)."""
     torch.manual_seed(0)
     cfg = compose_config("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
     model = build_model(cfg, len(toy_tokenizer))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
     rng = random.Random(0)
-    for _ in range(300):
+    for _ in range(600):
         seqs = random_sequences(rng, 32, len(toy_tokenizer))
         batch = collate(list(zip(seqs, seqs)), "pair")
         loss, _ = label_smoothed_loss(model.logits(batch), batch.tgt_out, 0.0)
