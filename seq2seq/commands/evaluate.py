@@ -89,7 +89,11 @@ def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | No
     data_cfg = data_config(model_dir)
     if data_dir is not None:
         data_cfg.out_dir = str(data_dir)
-    return {name: read_sets(data_cfg, [name]) for name in names or active_sets(data_cfg, "test_sets")}
+    sets = {name: read_sets(data_cfg, [name]) for name in names or active_sets(data_cfg, "test_sets")}
+    for name in [name for name, (src, _) in sets.items() if not src]:
+        warn(f"test set {name} is empty: skipped")
+        del sets[name]
+    return sets
 
 
 def data_config(model_dir: Path):

@@ -103,10 +103,27 @@ def ensure_tokenizer(cfg, train_src: list[str], train_tgt: list[str]) -> Tokeniz
 
 
 def prepare_data(cfg) -> tuple[list[str], list[str], Tokenizer]:
-    """The data step: splits (idempotent) and the tokenizer; returns the training text and the tokenizer."""
+    """The data step: splits (idempotent) and the tokenizer; returns the training text and the tokenizer.
+
+    The tokenizer trains on the original training text; the augmented copies (data.augment) join the
+    training text after it, so that runs with and without them share one tokenizer."""
     prepare(cfg.data, log=log.info)
     train_src, train_tgt = read_sets(cfg.data, active_sets(cfg.data, "train_sets"))
-    return train_src, train_tgt, ensure_tokenizer(cfg, train_src, train_tgt)
+    tokenizer = ensure_tokenizer(cfg, train_src, train_tgt)
+    if extra := augmented_sets(cfg.data):
+        aug_src, aug_tgt = read_sets(cfg.data, extra)
+        log.info("%d augmented training pairs (%s) beside %d original ones", len(aug_src), ", ".join(extra),
+                 len(train_src))
+        train_src, train_tgt = train_src + aug_src, train_tgt + aug_tgt
+    return train_src, train_tgt, tokenizer
+
+
+def augmented_sets(data_cfg) -> list[str]:
+    """The augmented copies of the configured training splits, when data.augment.enabled."""
+    aug = data_cfg.get("augment")
+    if aug is None or not aug.enabled:
+        return []
+    return [f"{name}_augmented" for name in active_sets(data_cfg, "train_sets") if name.endswith("/train")]
 
 
 def active_sets(data_cfg, key: str) -> list[str]:
@@ -525,6 +542,9 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
     tcfg, out = cfg.trainer, {}
     for name in active_sets(cfg.data, "test_sets"):
         src, ref = read_sets(cfg.data, [name])
+        if not src:
+            log.info("test set %s is empty: skipped", name)
+            continue
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
         hyps, out[name] = translate_and_score(translator, src, ref, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen,
