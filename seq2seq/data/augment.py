@@ -196,8 +196,8 @@ def draw_number(value: tuple, rng: random.Random, has_minutes: bool = True, offs
     if kind == "i" and value[1] < 2:
         return None
     digits = len(str(value[1]))
-    if kind == "i" and digits == 4 and 1800 <= value[1] <= 2099:
-        whole = rng.randint(1900, 2099)  # a year stays a year
+    if kind == "i" and 1000 <= value[1] <= 2099:  # a year stays a year of its century range
+        whole = rng.randint(1900, 2099) if value[1] >= 1900 else rng.randint(1000, 1899)
     else:
         whole = rng.randint(max(2 if kind == "i" else 0, 10 ** (digits - 1) if digits > 1 else 0), 10 ** digits - 1)
     if kind == "d":
