@@ -228,3 +228,14 @@ def test_keep_rate_on_hand_written_cases():
     table = format_table({"tatoeba/names": {"bleu": 1.0, "chrf": 2.0, "n": 4, "signature": {"bleu": "b", "chrf": "c"},
                                             "keep": keep_rate(src, ref, ref)}})
     assert "100.0% of 4" in table and "kept" in table
+
+
+def test_bad_settings_fail_before_anything_runs():
+    from seq2seq.config import ConfigError, validate
+    from tests.conftest import compose_config
+
+    validate(compose_config())
+    with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0, not -0\.5$"):
+        validate(compose_config("data.augment.share=-0.5"))
+    with pytest.raises(ConfigError, match=r"data\.names_set\.size must be an integer"):
+        validate(compose_config("data.names_set.size=1.5"))

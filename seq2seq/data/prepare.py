@@ -134,10 +134,15 @@ def _settings(data_cfg) -> dict:
         "split": OmegaConf.to_container(data_cfg.split, resolve=True),
         "filters": OmegaConf.to_container(data_cfg.filters, resolve=True),
     }
-    aug, names = _augment_cfg(data_cfg), _names_cfg(data_cfg)
+    aug, names = augment_settings(data_cfg)
     if aug["enabled"] or names["size"]:
         settings.update(augment=aug, names_set=names, lists=augment.load_lists().sha256)
     return settings
+
+
+def augment_settings(data_cfg) -> tuple[dict, dict]:
+    """data.augment and data.names_set as checked plain dicts; DataError (one line) for a bad value."""
+    return _augment_cfg(data_cfg), _names_cfg(data_cfg)
 
 
 def _augment_cfg(data_cfg) -> dict:
