@@ -98,6 +98,8 @@ def test_numbers_keep_their_shape_and_french_style():
         (*NAMED[7], r"at \d{1,2}:\d\d\.", r"à \d{1,2}h\d\d\."),
         (*NAMED[4], r" \d\.\d km", r" \d,\d km"),
         (*NAMED[5], r"in (19|20)\d\d\.", r"en (19|20)\d\d\."),  # a year stays a year
+        ("We married on October 20, 2013.", "Nous nous sommes mariés le 20 octobre 2013.",
+         r"October ([2-9]|1\d|2[0-8]), (19|20)\d\d", r"le ([2-9]|1\d|2[0-8]) octobre (19|20)\d\d"),  # a day stays a day
     ]:
         for _ in range(10):
             entities = find_entities(src, tgt, LISTS, kinds=("numbers",))

@@ -33,6 +33,9 @@ _FR_NUM = re.compile(r"(?<![\w.,:])(?:\d{1,2} ?[hH] ?\d{2}|\d{1,2} ?[hH](?!\w)|\
 _FR_TIME = re.compile(r"(\d{1,2})( ?)([hH:])( ?)(\d{2})?")
 _ELIDED = re.compile(r"(?<![\w'’])(d|qu|lorsqu|puisqu|jusqu)(['’])$", re.IGNORECASE)
 _FULL = re.compile(r"(?<![\w'’])(de|que|lorsque|puisque|jusque) $", re.IGNORECASE)
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_DAY_BEFORE = re.compile(rf"(?:{_MONTHS}) $")  # "October 20"
+_DAY_AFTER = re.compile(rf"^ (?:of )?(?:{_MONTHS})\b")  # "20 October", "20 of October"
 _VOWELS = set("AEIOUYÀÂÄÆÉÈÊËÎÏÔÖŒÙÛÜaeiouy")
 
 
@@ -80,6 +83,7 @@ class Entity:
     fr_spans: list[tuple[int, int]]
     value: tuple = ()  # numbers: ("i", n) | ("d", int part, decimals) | ("t", hour, minute)
     offset: int = 0  # times: French hour minus English hour (0 or 12)
+    day: bool = False  # numbers: a day of a month ("October 20", "20 October")
     place: Place | None = None
 
 
@@ -154,7 +158,8 @@ def _numbers(src: str, tgt: str) -> list[Entity]:
             offset = _time_match(value, candidates)
             if span not in used and offset is not None:
                 used.add(span)
-                found.append(Entity("numbers", m[0], token, [m.span()], [span], value, offset))
+                day = bool(_DAY_BEFORE.search(src[:m.start()]) or _DAY_AFTER.match(src[m.end():]))
+                found.append(Entity("numbers", m[0], token, [m.span()], [span], value, offset, day=day))
                 break
     return found
 
@@ -186,9 +191,13 @@ def render_fr(value: tuple, like: str, offset: int = 0) -> str:
     return whole
 
 
-def draw_number(value: tuple, rng: random.Random, has_minutes: bool = True, offset: int = 0) -> tuple | None:
-    """Another number of the same shape (digit count, decimals, a time), or None for 0 and 1 (grammar)."""
+def draw_number(value: tuple, rng: random.Random, has_minutes: bool = True, offset: int = 0,
+                day: bool = False) -> tuple | None:
+    """Another number of the same shape (digit count, decimals, a time, a year, a day of a month), or None
+    for 0 and 1 (grammar: "1 cat", "le 1er")."""
     kind = value[0]
+    if day and kind == "i" and 2 <= value[1] <= 31:
+        return ("i", rng.choice([d for d in range(2, 29) if d != value[1]]))
     if kind == "t":
         top = 11 if offset else (12 if value[1] <= 12 else 23)
         bottom = 1 if value[1] <= 12 else 13
@@ -291,7 +300,7 @@ def _swap(entity: Entity, rng: random.Random, names: tuple[str, ...], places: di
     if (entity.value[0] == "t") != bool(time):
         return None  # "10" against "10 h": left as it is
     minutes = not time or time[5] is not None or time[3] == ":"
-    new = draw_number(entity.value, rng, minutes, entity.offset)
+    new = draw_number(entity.value, rng, minutes, entity.offset, entity.day)
     if new is None:
         return None
     return render_en(new, entity.en), render_fr(new, entity.fr, entity.offset)
