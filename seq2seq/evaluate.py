@@ -76,15 +76,16 @@ def write_lines(path: str | Path, lines: list[str]) -> None:
 
 
 def translate_and_score(translator, sources: list[str], references: list[str], beam: int = 4, bootstrap: int = 0,
-                        **search) -> tuple[list[str], dict]:
-    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry)."""
+                        keep: bool = True, **search) -> tuple[list[str], dict]:
+    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry).
+    `keep`: add the keep-rate (English sources, French references) where the set has names or numbers."""
     start = time.perf_counter()
     hypotheses = translator.translate(sources, beam=beam, **search)
     seconds = time.perf_counter() - start
     entry = {**score(hypotheses, references, bootstrap), "beam": beam, "precision": translator.precision,
              "seconds": round(seconds, 1)}
-    if keep := keep_rate(sources, references, hypotheses):
-        entry["keep"] = keep
+    if keep and (kept := keep_rate(sources, references, hypotheses)):
+        entry["keep"] = kept
     return hypotheses, entry
 
 

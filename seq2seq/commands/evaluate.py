@@ -54,11 +54,13 @@ def run(args) -> None:
     if args.max_sentences:
         pairs = {name: (src[: args.max_sentences], ref[: args.max_sentences]) for name, (src, ref) in pairs.items()}
     args.model = model_dir
+    english_source = data_config(model_dir).src_lang == "en"  # the keep-rate reads English names and numbers
     translator = load_translator(args)
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")
-        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, **search)
+        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, keep=english_source,
+                                                  **search)
         if args.src is None:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:

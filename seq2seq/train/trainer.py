@@ -566,7 +566,7 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
         hyps, out[name] = translate_and_score(translator, src, ref, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen,
-                                              batch_tokens=tcfg.eval_batch_tokens)
+                                              batch_tokens=tcfg.eval_batch_tokens, keep=cfg.data.src_lang == "en")
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
     if out:
         print(format_table(out), flush=True)  # stdout; the scores are in results.json
