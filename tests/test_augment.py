@@ -129,6 +129,8 @@ def test_augment_pairs_is_deterministic_and_counts():
     assert augment.augment_pairs(pairs, LISTS, 0.0, random.Random(1))[1]["added"] == 0
     half = augment.augment_pairs(NAMED * 50, LISTS, 0.5, random.Random(1))[1]
     assert 0.35 * 450 < half["added"] < 0.65 * 450
+    by_kind = augment.augment_pairs(NAMED, LISTS, {"numbers": 3}, random.Random(1))[1]  # names, places: none
+    assert by_kind["added"] == 3 * sum(any(e.kind == "numbers" for e in find_entities(*p, LISTS)) for p in NAMED)
 
 
 def test_data_step_augments_training_splits_only(tmp_path):
@@ -198,6 +200,7 @@ def test_names_set_never_uses_training_or_augmentation_names(tmp_path):
 def test_bad_settings_fail_in_one_line(tmp_path):
     raw_with_names(tmp_path)
     for key, value, message in [("augment.share", -1, "data.augment.share"), ("augment.kinds", ["dates"], "kinds"),
+                                ("augment.share", {"dates": 1}, "data.augment.share"),
                                 ("names_set.size", -3, "data.names_set.size")]:
         with pytest.raises(DataError, match=message) as e:
             prepare(named_cfg(tmp_path, **{key: value}), log=quiet)
@@ -237,7 +240,7 @@ def test_bad_settings_fail_before_anything_runs():
     from tests.conftest import compose_config
 
     validate(compose_config())
-    with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0, not -0\.5$"):
+    with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0 or a mapping .*, not -0\.5$"):
         validate(compose_config("data.augment.share=-0.5"))
     with pytest.raises(ConfigError, match=r"data\.names_set\.size must be an integer"):
         validate(compose_config("data.names_set.size=1.5"))

@@ -331,11 +331,13 @@ def substitute(src: str, tgt: str, entities: list[Entity], rng: random.Random, n
     return _replace(src, en_edits, False), _replace(tgt, fr_edits, True), swaps
 
 
-def augment_pairs(pairs: list[tuple[str, str]], lists: Lists, share: float, rng: random.Random,
+def augment_pairs(pairs: list[tuple[str, str]], lists: Lists, share: float | dict[str, float], rng: random.Random,
                   kinds=KINDS) -> tuple[list[tuple[str, str]], dict]:
     """Swapped copies of the pairs holding an entity: int(share) copies each, and one more with
-    probability frac(share). Returns (the copies, in the order of `pairs`; counts)."""
-    whole, frac = int(share), share - int(share)
+    probability frac(share). `share` may be given by kind ({"numbers": 4, ...}; a kind left out gets
+    none); a pair gets the largest share of the kinds it holds. Returns (the copies in the order of
+    `pairs`, counts)."""
+    shares = share if isinstance(share, dict) else dict.fromkeys(kinds, share)
     names, places = lists.names, _by_kind(lists.places)
     out, stats = [], {"eligible": 0, "added": 0, **dict.fromkeys(kinds, 0)}
     for src, tgt in pairs:
@@ -343,7 +345,9 @@ def augment_pairs(pairs: list[tuple[str, str]], lists: Lists, share: float, rng:
         if not entities:
             continue
         stats["eligible"] += 1
-        for _ in range(whole + (rng.random() < frac)):
+        pair_share = max(float(shares.get(e.kind, 0.0)) for e in entities)
+        whole = int(pair_share)
+        for _ in range(whole + (rng.random() < pair_share - whole)):
             new = substitute(src, tgt, entities, rng, names, places)
             if new is not None:
                 out.append(new[:2])

@@ -150,11 +150,15 @@ def _augment_cfg(data_cfg) -> dict:
     cfg = data_cfg.get("augment")
     out = {"enabled": False, "share": 0.0, "seed": 0, "kinds": list(augment.KINDS)}
     out.update(OmegaConf.to_container(cfg, resolve=True) if cfg is not None else {})
-    if not isinstance(out["share"], (int, float)) or isinstance(out["share"], bool) or out["share"] < 0:
-        raise DataError(f"data.augment.share must be a number >= 0, not {out['share']!r}")
     unknown = sorted(set(out["kinds"]) - set(augment.KINDS))
     if unknown or not out["kinds"]:
         raise DataError(f"data.augment.kinds must list some of {list(augment.KINDS)}, not {out['kinds']}")
+    share = out["share"]
+    values = share.values() if isinstance(share, dict) else [share]
+    if (isinstance(share, dict) and set(share) - set(out["kinds"])) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise DataError(f"data.augment.share must be a number >= 0 or a mapping of data.augment.kinds to "
+                        f"such numbers, not {share!r}")
     return out
 
 
@@ -212,7 +216,7 @@ def _augment(splits: dict[str, Pairs], data_cfg) -> dict | None:
     record = {**cfg, "lists": {k: v for k, v in lists.sha256.items() if "heldout" not in k}, "splits": {}}
     for name in [n for n in splits if n.endswith("/train")]:
         rng = random.Random(f"augment:{cfg['seed']}:{name}")
-        copies, stats = augment.augment_pairs(splits[name], lists, float(cfg["share"]), rng, tuple(cfg["kinds"]))
+        copies, stats = augment.augment_pairs(splits[name], lists, cfg["share"], rng, tuple(cfg["kinds"]))
         splits[f"{name}_augmented"] = copies
         record["splits"][f"{name}_augmented"] = stats
     return record
