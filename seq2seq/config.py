@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from seq2seq.data.corpora import DataError
+from seq2seq.data.prepare import augment_settings
+
 
 class ConfigError(Exception):
     pass
@@ -50,5 +53,9 @@ def validate(cfg) -> None:
                         f"({longest} tokens with trainer.max_len={t.max_len})")
     if longest > m.max_positions:
         problems.append(f"trainer.max_len={t.max_len} needs {longest} positions but model.max_positions={m.max_positions}")
+    try:
+        augment_settings(cfg.data)
+    except DataError as e:
+        problems.append(str(e))
     if problems:
         raise ConfigError("; ".join(problems))

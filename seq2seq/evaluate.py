@@ -2,7 +2,8 @@
 
 `translate_and_score(translator, sources, references)` translates and scores one set; the result is the entry
 that results.json keeps per test set: {bleu, chrf, signature: {bleu, chrf}, n, beam, seconds}, plus
-bleu_ci95 / chrf_ci95 with bootstrap resampling.
+bleu_ci95 / chrf_ci95 with bootstrap resampling, and `keep` (`keep_rate`) on a set whose sentences hold
+names, numbers or places.
 """
 
 from __future__ import annotations
@@ -46,6 +47,27 @@ def score(hypotheses: list[str], references: list[str], bootstrap: int = 0) -> d
     return result
 
 
+def keep_rate(sources: list[str], references: list[str], hypotheses: list[str], lists=None) -> dict | None:
+    """The share of sentences whose translation keeps every name, number and place of the source.
+
+    Entities are those of `seq2seq.data.augment.find_entities`: in the source AND the reference (so a
+    number the reference spells out is not asked for). Kept means: a name exactly, a place in its French
+    form, a number with the same value in any form (`1 250`, `1250`, `1,250`, NBSP as a space, decimal
+    comma or point, `7 h 45`/`19h45`/`7:45`). Returns {"rate", "kept", "n"} over the sentences that hold
+    an entity, or None when none does.
+    """
+    from seq2seq.data.augment import entity_kept, find_entities, load_lists
+
+    lists = lists or load_lists()
+    kept = n = 0
+    for src, ref, hyp in zip(sources, references, hypotheses, strict=True):
+        entities = find_entities(src, ref, lists)
+        if entities:
+            n += 1
+            kept += all(entity_kept(e, hyp) for e in entities)
+    return {"rate": round(kept / n, 4), "kept": kept, "n": n} if n else None
+
+
 def write_lines(path: str | Path, lines: list[str]) -> None:
     from seq2seq.train.checkpoint import atomic_write
 
@@ -54,14 +76,17 @@ def write_lines(path: str | Path, lines: list[str]) -> None:
 
 
 def translate_and_score(translator, sources: list[str], references: list[str], beam: int = 4, bootstrap: int = 0,
-                        **search) -> tuple[list[str], dict]:
-    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry)."""
+                        keep: bool = True, **search) -> tuple[list[str], dict]:
+    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry).
+    `keep`: add the keep-rate (English sources, French references) where the set has names or numbers."""
     start = time.perf_counter()
     hypotheses = translator.translate(sources, beam=beam, **search)
     seconds = time.perf_counter() - start
-    entry = score(hypotheses, references, bootstrap)
-    return hypotheses, {**entry, "beam": beam, "precision": translator.precision,
-                        "seconds": round(seconds, 1)}
+    entry = {**score(hypotheses, references, bootstrap), "beam": beam, "precision": translator.precision,
+             "seconds": round(seconds, 1)}
+    if keep and (kept := keep_rate(sources, references, hypotheses)):
+        entry["keep"] = kept
+    return hypotheses, entry
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -70,15 +95,25 @@ def format_table(results: dict[str, dict]) -> str:
         ci = f" ± {entry[key + '_ci95']:.2f}" if key + "_ci95" in entry else ""
         return f"{entry[key]:.2f}{ci}"
 
+    head = ("test set", "BLEU", "chrF", "n")
     rows = [(name, cell(e, "bleu"), cell(e, "chrf"), str(e["n"])) for name, e in results.items()]
-    widths = [max(len(r[i]) for r in rows + [("test set", "BLEU", "chrF", "n")]) for i in range(4)]
-    lines = [f"{'test set':<{widths[0]}}  {'BLEU':>{widths[1]}}  {'chrF':>{widths[2]}}  {'n':>{widths[3]}}"]
-    lines += [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}" for a, b, c, d in rows]
+    if any("keep" in e for e in results.values()):  # names, numbers and places kept (keep_rate)
+        head += ("kept",)
+        rows = [r + (keep_cell(e.get("keep")),) for r, e in zip(rows, results.values())]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    lines = ["  ".join(f"{c:{'<' if i == 0 else '>'}{widths[i]}}" for i, c in enumerate(r)) for r in [head] + rows]
     signature = next(iter(results.values()))["signature"]
     lines += [f"BLEU: {signature['bleu']}", f"chrF: {signature['chrf']}"]
     if any("bleu_ci95" in e for e in results.values()):
         lines.append("±: half-width of the 95% confidence interval (sacreBLEU bootstrap resampling)")
+    if len(head) > 4:
+        lines.append("kept: sentences whose translation keeps every name, number and place of the source "
+                     "(of those that hold one)")
     return "\n".join(lines)
+
+
+def keep_cell(keep: dict | None) -> str:
+    return f"{100 * keep['rate']:.1f}% of {keep['n']}" if keep else "—"
 
 
 def update_results(path: str | Path, test: dict[str, dict]) -> dict:

@@ -67,6 +67,7 @@ def data_cfg(root: Path, out: str = "out", **overrides):
     cfg.out_dir = str(root / out)
     cfg.download = False
     cfg.split.valid_sentences, cfg.split.test_sentences = 20, 30
+    cfg.augment.enabled, cfg.names_set.size = False, 0  # the split alone; augmentation: tests/test_augment.py
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg

@@ -112,3 +112,26 @@ def test_label_smoothed_loss_matches_torch_cross_entropy():
     expected = torch.nn.functional.cross_entropy(logits.view(-1, 11), labels.view(-1), ignore_index=PAD,
                                                  label_smoothing=0.1, reduction="sum")
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_eta_follows_the_budget_that_binds_first():
+    import math
+
+    from omegaconf import OmegaConf
+
+    from seq2seq.train.trainer import Progress, seconds_left
+    from tests.conftest import compose_config
+
+    tcfg = OmegaConf.create({"max_steps": 1000, "max_tokens": None, "max_flops": None})
+    progress = Progress(step=100, seconds=50.0, tokens=400_000, flops=1e12)
+    assert seconds_left(tcfg, Progress(), math.inf) is None  # nothing measured yet
+    assert seconds_left(tcfg, progress, math.inf) == (450.0, "max_steps")  # 900 steps at 0.5 s
+    assert seconds_left(tcfg, progress, 120.0) == (70.0, "max_minutes")  # a wall-clock cap binds sooner
+    tcfg.max_tokens = 600_000  # 200k tokens at 8,000 tokens/s
+    assert seconds_left(tcfg, progress, math.inf) == (25.0, "max_tokens")
+    tcfg.max_flops = 1.1e12
+    assert seconds_left(tcfg, progress, math.inf) == pytest.approx((5.0, "max_flops"))
+    assert seconds_left(tcfg, Progress(step=2000, seconds=10.0), math.inf)[0] == 0.0
+
+    cpu_small = compose_config().trainer  # make train: a step budget, no wall clock
+    assert cpu_small.max_steps == 2778 and cpu_small.max_minutes is None

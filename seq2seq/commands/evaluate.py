@@ -54,11 +54,13 @@ def run(args) -> None:
     if args.max_sentences:
         pairs = {name: (src[: args.max_sentences], ref[: args.max_sentences]) for name, (src, ref) in pairs.items()}
     args.model = model_dir
+    english_source = data_config(model_dir).src_lang == "en"  # the keep-rate reads English names and numbers
     translator = load_translator(args)
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")
-        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, **search)
+        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, keep=english_source,
+                                                  **search)
         if args.src is None:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:
@@ -89,7 +91,11 @@ def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | No
     data_cfg = data_config(model_dir)
     if data_dir is not None:
         data_cfg.out_dir = str(data_dir)
-    return {name: read_sets(data_cfg, [name]) for name in names or active_sets(data_cfg, "test_sets")}
+    sets = {name: read_sets(data_cfg, [name]) for name in names or active_sets(data_cfg, "test_sets")}
+    for name in [name for name, (src, _) in sets.items() if not src]:
+        warn(f"test set {name} is empty: skipped")
+        del sets[name]
+    return sets
 
 
 def data_config(model_dir: Path):

@@ -220,6 +220,8 @@ def compare(cfg, output_dir) -> Path:
     first = systems[0].cfg
     for name in active_sets(first.data, "test_sets"):
         src, ref = read_sets(first.data, [name])
+        if not src:  # the trainer skips an empty set too (tatoeba/names of a corpus without names)
+            continue
         cap = first.trainer.test_max_sentences
         test_sets[name] = (src[:cap], ref[:cap]) if cap else (src, ref)
     try:

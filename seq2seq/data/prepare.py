@@ -2,8 +2,11 @@
 
 Tatoeba is split by sentence: pairs that share a sentence (English or French) form one connected
 component, and whole components go to valid, test or train, so no held-out sentence is trained on.
-Multi30k keeps its official splits. Filters apply to training splits only. `manifest.json`, written
-last, records sources, settings, outputs and their SHA256s; a rerun with the same inputs does nothing.
+Multi30k keeps its official splits. Filters apply to training splits only. With `augment.enabled`, each
+training split gets swapped copies of its pairs that hold a name, number or place
+(`<corpus>/train_augmented`, seq2seq/data/augment.py); `names_set` builds `tatoeba/names` from
+tatoeba/test. `manifest.json`, written last, records sources, settings, lists, outputs and their
+SHA256s; a rerun with the same inputs does nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
+from seq2seq.data import augment
 from seq2seq.data.corpora import (LANGS, MULTI30K_SPLITS, Corpora, DataError, locate, read_multi30k, read_tatoeba,
                                   sha256_file)
 from seq2seq.data.text import clean
 
-VERSION = 1  # bump when a change here alters the outputs
+VERSION = 2  # bump when a change here alters the outputs
 MANIFEST = "manifest.json"
 FILTERS = ("empty", "min_words", "max_words", "max_ratio")
 
@@ -124,12 +128,46 @@ def _fingerprint(sources: dict[str, str], settings: dict) -> str:
 
 
 def _settings(data_cfg) -> dict:
-    return {
+    settings = {
         "corpora": list(data_cfg.corpora),
         "seed": data_cfg.seed,
         "split": OmegaConf.to_container(data_cfg.split, resolve=True),
         "filters": OmegaConf.to_container(data_cfg.filters, resolve=True),
     }
+    aug, names = augment_settings(data_cfg)
+    if aug["enabled"] or names["size"]:
+        settings.update(augment=aug, names_set=names, lists=augment.load_lists().sha256)
+    return settings
+
+
+def augment_settings(data_cfg) -> tuple[dict, dict]:
+    """data.augment and data.names_set as checked plain dicts; DataError (one line) for a bad value."""
+    return _augment_cfg(data_cfg), _names_cfg(data_cfg)
+
+
+def _augment_cfg(data_cfg) -> dict:
+    """data.augment as a plain dict (disabled when absent, as in configs older than it); checked."""
+    cfg = data_cfg.get("augment")
+    out = {"enabled": False, "share": 0.0, "seed": 0, "kinds": list(augment.KINDS)}
+    out.update(OmegaConf.to_container(cfg, resolve=True) if cfg is not None else {})
+    unknown = sorted(set(out["kinds"]) - set(augment.KINDS))
+    if unknown or not out["kinds"]:
+        raise DataError(f"data.augment.kinds must list some of {list(augment.KINDS)}, not {out['kinds']}")
+    share = out["share"]
+    values = share.values() if isinstance(share, dict) else [share]
+    if (isinstance(share, dict) and set(share) - set(out["kinds"])) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise DataError(f"data.augment.share must be a number >= 0 or a mapping of data.augment.kinds to "
+                        f"such numbers, not {share!r}")
+    return out
+
+
+def _names_cfg(data_cfg) -> dict:
+    cfg = data_cfg.get("names_set")
+    out = {"size": 0, "seed": 0, **(OmegaConf.to_container(cfg, resolve=True) if cfg is not None else {})}
+    if not isinstance(out["size"], int) or isinstance(out["size"], bool) or out["size"] < 0:
+        raise DataError(f"data.names_set.size must be an integer >= 0, not {out['size']!r}")
+    return out
 
 
 def _up_to_date(out_dir: Path, fingerprint: str) -> dict | None:
@@ -169,11 +207,48 @@ def _build(corpora: Corpora, data_cfg) -> tuple[dict[str, Pairs], dict[str, dict
     return splits, dropped
 
 
+def _augment(splits: dict[str, Pairs], data_cfg) -> dict | None:
+    """Add `<corpus>/train_augmented` beside every training split; their counts for the manifest."""
+    cfg = _augment_cfg(data_cfg)
+    if not cfg["enabled"]:
+        return None
+    lists = augment.load_lists()
+    record = {**cfg, "lists": {k: v for k, v in lists.sha256.items() if "heldout" not in k}, "splits": {}}
+    for name in [n for n in splits if n.endswith("/train")]:
+        rng = random.Random(f"augment:{cfg['seed']}:{name}")
+        copies, stats = augment.augment_pairs(splits[name], lists, cfg["share"], rng, tuple(cfg["kinds"]))
+        splits[f"{name}_augmented"] = copies
+        record["splits"][f"{name}_augmented"] = stats
+    return record
+
+
+def _names_set(splits: dict[str, Pairs], data_cfg) -> dict | None:
+    """Add `tatoeba/names` (the names-and-numbers test set) when tatoeba/test is there."""
+    cfg = _names_cfg(data_cfg)
+    if not cfg["size"] or "tatoeba/test" not in splits:
+        return None
+    lists = augment.load_lists()
+    train = [s for name, pairs in splits.items() if name.endswith("/train") for pair in pairs for s in pair]
+    try:
+        pairs, info = augment.names_test_set(splits["tatoeba/test"], train, lists, cfg["size"], cfg["seed"])
+    except ValueError as e:
+        raise DataError(f"data.names_set: {e}") from None
+    splits["tatoeba/names"] = pairs
+    return {**cfg, "lists": lists.sha256, **info}
+
+
 def _summary(manifest: dict) -> str:
     rows = [f"{'split':<28}{'pairs':>9}"]
     rows += [f"{name:<28}{split['pairs']:>9,}" for name, split in manifest["splits"].items()]
     for corpus, counts in manifest["dropped"].items():
         rows.append(f"dropped ({corpus}): " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    for name, stats in manifest.get("augment", {}).get("splits", {}).items():
+        rows.append(f"{name}: {stats['added']:,} copies of {stats['eligible']:,} pairs holding an entity (" +
+                    ", ".join(f"{k} {stats[k]:,}" for k in augment.KINDS if k in stats) + ")")
+    if "pairs" in manifest.get("names_set", {}):
+        info = manifest["names_set"]
+        rows.append(f"tatoeba/names: {info['pairs']} of {info['eligible']} test pairs, {info['names']} held-out "
+                    f"names, {info['places']} held-out places")
     return "\n".join(rows)
 
 
@@ -192,6 +267,7 @@ def prepare(data_cfg, force: bool = False, log: Callable[[str], None] = print) -
         return manifest
 
     splits, dropped = _build(corpora, data_cfg)
+    extra = {"augment": _augment(splits, data_cfg), "names_set": _names_set(splits, data_cfg)}
     (out_dir / MANIFEST).unlink(missing_ok=True)  # no manifest may describe half-written splits
     manifest = {
         "version": VERSION,
@@ -200,6 +276,7 @@ def prepare(data_cfg, force: bool = False, log: Callable[[str], None] = print) -
         "sources": {name: {"path": str(s.path), "sha256": s.sha256} for name, s in corpora.sources.items()},
         "splits": {},
         "dropped": dropped,
+        **{k: v for k, v in extra.items() if v is not None},
     }
     for name, pairs in splits.items():
         files = {}

@@ -103,10 +103,27 @@ def ensure_tokenizer(cfg, train_src: list[str], train_tgt: list[str]) -> Tokeniz
 
 
 def prepare_data(cfg) -> tuple[list[str], list[str], Tokenizer]:
-    """The data step: splits (idempotent) and the tokenizer; returns the training text and the tokenizer."""
+    """The data step: splits (idempotent) and the tokenizer; returns the training text and the tokenizer.
+
+    The tokenizer trains on the original training text; the augmented copies (data.augment) join the
+    training text after it, so that runs with and without them share one tokenizer."""
     prepare(cfg.data, log=log.info)
     train_src, train_tgt = read_sets(cfg.data, active_sets(cfg.data, "train_sets"))
-    return train_src, train_tgt, ensure_tokenizer(cfg, train_src, train_tgt)
+    tokenizer = ensure_tokenizer(cfg, train_src, train_tgt)
+    if extra := augmented_sets(cfg.data):
+        aug_src, aug_tgt = read_sets(cfg.data, extra)
+        log.info("%d augmented training pairs (%s) beside %d original ones", len(aug_src), ", ".join(extra),
+                 len(train_src))
+        train_src, train_tgt = train_src + aug_src, train_tgt + aug_tgt
+    return train_src, train_tgt, tokenizer
+
+
+def augmented_sets(data_cfg) -> list[str]:
+    """The augmented copies of the configured training splits, when data.augment.enabled."""
+    aug = data_cfg.get("augment")
+    if aug is None or not aug.enabled:
+        return []
+    return [f"{name}_augmented" for name in active_sets(data_cfg, "train_sets") if name.endswith("/train")]
 
 
 def active_sets(data_cfg, key: str) -> list[str]:
@@ -360,7 +377,7 @@ def _train(cfg, run_dir: Path, ckpt_dir: Path, group: Group, device: torch.devic
             if progress.step % sync_every == 0:
                 check_nonfinite(progress, nonfinite_run, nonfinite_total, tcfg.nonfinite_limit)
             if progress.step % tcfg.log_every == 0:
-                report(progress, group.sum_(running_loss), running_tokens, lr, budget_s, bar, writer)
+                report(progress, group.sum_(running_loss), running_tokens, lr, budget_s, bar, writer, tcfg)
                 running_loss.zero_()
                 running_tokens = 0
             if progress.step % tcfg.valid_every == 0:
@@ -430,13 +447,31 @@ def check_nonfinite(progress: Progress, run: torch.Tensor, total: torch.Tensor, 
                             "lower the learning rate (trainer.peak_lr) or check the data")
 
 
-def report(progress: Progress, running_loss, running_tokens: int, lr: float, budget_s: float, bar, writer) -> None:
+def seconds_left(tcfg, progress: Progress, budget_s: float) -> tuple[float, str] | None:
+    """Training seconds left at the measured throughput, and the budget that binds first
+    (steps, minutes, tokens or FLOPs); None before anything was measured or with no such budget."""
+    if progress.step == 0 or progress.seconds <= 0:
+        return None
+    rate = progress.seconds / progress.step  # seconds a step
+    left = {"max_steps": (tcfg.max_steps - progress.step) * rate, "max_minutes": budget_s - progress.seconds}
+    if tcfg.max_tokens and progress.tokens:
+        left["max_tokens"] = (tcfg.max_tokens - progress.tokens) * progress.seconds / progress.tokens
+    if tcfg.max_flops and progress.flops:
+        left["max_flops"] = (tcfg.max_flops - progress.flops) * progress.seconds / progress.flops
+    name = min(left, key=left.get)
+    return (max(left[name], 0.0), name) if left[name] < math.inf else None
+
+
+def report(progress: Progress, running_loss, running_tokens: int, lr: float, budget_s: float, bar, writer,
+           tcfg) -> None:
     train_nll = running_loss.item() / max(running_tokens, 1)
     tps = progress.tokens / max(progress.seconds, 1e-9)
+    left = seconds_left(tcfg, progress, budget_s)
     bar.set_postfix(loss=f"{train_nll:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}",
-                    left=f"{max(budget_s - progress.seconds, 0) / 60:.1f}m" if budget_s < math.inf else None)
-    log.info("step %d: nll %.4f, lr %.3e, %.0f tokens/s, %.1f min", progress.step, train_nll, lr, tps,
-             progress.seconds / 60)
+                    eta=f"{left[0] / 60:.1f}m" if left else None)
+    eta = f", ETA {left[0] / 60:.1f} min of training to {left[1]}" if left else ""
+    log.info("step %d: nll %.4f, lr %.3e, %.0f tokens/s, %.1f min%s", progress.step, train_nll, lr, tps,
+             progress.seconds / 60, eta)
     if writer:
         writer.add_scalar("train/nll", train_nll, progress.step)
         writer.add_scalar("train/lr", lr, progress.step)
@@ -526,10 +561,13 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
     tcfg, out = cfg.trainer, {}
     for name in active_sets(cfg.data, "test_sets"):
         src, ref = read_sets(cfg.data, [name])
+        if not src:
+            log.info("test set %s is empty: skipped", name)
+            continue
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
         hyps, out[name] = translate_and_score(translator, src, ref, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen,
-                                              batch_tokens=tcfg.eval_batch_tokens)
+                                              batch_tokens=tcfg.eval_batch_tokens, keep=cfg.data.src_lang == "en")
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
     if out:
         print(format_table(out), flush=True)  # stdout; the scores are in results.json
