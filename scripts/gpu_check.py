@@ -25,15 +25,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
 from seq2seq.bench.peers import build  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.bench.training import sample_batches  # noqa: E402
 from seq2seq.data.batching import collate, layout_of  # noqa: E402
 from seq2seq.train import checkpoint  # noqa: E402
 from seq2seq.train.flops import FlopCounter  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
-from seq2seq.train.trainer import encode_pairs, prepare_data, select_device, train  # noqa: E402
+from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
+from seq2seq.train.trainer import select_device, train  # noqa: E402
 from seq2seq.evaluate import score  # noqa: E402
 from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.translator import Translator  # noqa: E402
@@ -112,9 +112,8 @@ def main() -> None:
                       "trainer.batch_tokens=2048", "trainer.save_every=5", "trainer.test_max_sentences=50",
                       "trainer.log_every=5"]
         args.probe_seconds = min(args.probe_seconds, 2.0)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-        gpt_cfg = compose(config_name="config", overrides=["experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}"]).model
+    cfg = compose(*overrides)
+    gpt_cfg = compose("experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}").model
     device, amp_dtype = select_device(cfg.trainer)
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "overrides": overrides}

@@ -11,9 +11,9 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from seq2seq.config import CONF_DIR
+from seq2seq.errors import UserError
 HYDRA_COMMANDS = {
     "data": "prepare the corpora and the tokenizer (Hydra overrides)",
     "train": "train a model (Hydra overrides, e.g. experiment=tiny trainer.max_steps=100)",
@@ -29,20 +29,6 @@ ARGPARSE_COMMANDS = {
     "params": ("params", "print parameter counts of model configs"),
     "export": ("export", "export a model directory to Hugging Face MarianMT / GPT-2"),
 }
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 2."""
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    from seq2seq.config import ConfigError
-    from seq2seq.data.corpora import DataError
-    from seq2seq.model.directory import ModelDirError
-    from seq2seq.train.checkpoint import CheckpointError
-    from seq2seq.train.trainer import TrainingError
-
-    return UserError, ConfigError, DataError, ModelDirError, CheckpointError, TrainingError
 
 
 def fail(message: str, status: int = 2):
@@ -67,7 +53,7 @@ def run_hydra(command: str, argv: list[str]) -> None:
             validate(cfg)
             output_dir = HydraConfig.get().runtime.output_dir
             if command == "data":
-                from seq2seq.train.trainer import prepare_data
+                from seq2seq.data.sets import prepare_data
 
                 prepare_data(cfg)
             elif command == "train":
@@ -78,7 +64,7 @@ def run_hydra(command: str, argv: list[str]) -> None:
                 from seq2seq.compare.run import compare
 
                 return compare(cfg, output_dir)
-        except user_errors() as e:
+        except UserError as e:
             fail(str(e))
         except KeyboardInterrupt:  # a second Ctrl-C: the first one checkpoints and exits by itself
             fail("interrupted; run the same command again to resume from the last checkpoint", 130)
@@ -128,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     try:
         modules[args.command].run(args)
-    except user_errors() as e:
+    except UserError as e:
         fail(str(e))
     except BrokenPipeError:  # `seq2seq translate < big.txt | head -1`
         sys.stderr.close()

@@ -1,13 +1,28 @@
-"""Checks a composed config before any data is touched: one line per problem."""
+"""The configuration: `compose()` for code outside a Hydra application, and `validate()`, which checks a
+composed config before any data is touched (one line per problem)."""
 
 from __future__ import annotations
 
-from seq2seq.data.corpora import DataError
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
 from seq2seq.data.prepare import augment_settings
+from seq2seq.errors import ConfigError, DataError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-class ConfigError(Exception):
-    pass
+def compose(*overrides: str, config_name: str = "config"):
+    """conf/<config_name>.yaml with Hydra overrides, as the commands see it: the one way code outside a
+    Hydra application (compare's systems, bench, evaluate, params, scripts, tests) builds a config. Inside
+    a running Hydra application its already-initialised search path is used."""
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 POSITIVE = {  # counts that must be at least 1: the model has no zero-sized part, the trainer divides by these

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.io import write_text
+
 
 class _FloatScores:
     """sacreBLEU 2.x bootstrap: a resample scoring exactly 0 yields a Python float among numpy float32s,
@@ -68,13 +70,6 @@ def keep_rate(sources: list[str], references: list[str], hypotheses: list[str], 
     return {"rate": round(kept / n, 4), "kept": kept, "n": n} if n else None
 
 
-def write_lines(path: str | Path, lines: list[str]) -> None:
-    from seq2seq.train.checkpoint import atomic_write
-
-    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines).encode()))
-
-
-
 def translate_and_score(translator, sources: list[str], references: list[str], beam: int = 4, bootstrap: int = 0,
                         keep: bool = True, **search) -> tuple[list[str], dict]:
     """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry).
@@ -118,10 +113,8 @@ def keep_cell(keep: dict | None) -> str:
 
 def update_results(path: str | Path, test: dict[str, dict]) -> dict:
     """Merge test-set entries into results.json (other sets and sections are kept); written atomically."""
-    from seq2seq.train.checkpoint import atomic_write
-
     path = Path(path)
     results = json.loads(path.read_text()) if path.is_file() else {}
     results.setdefault("test", {}).update(test)
-    atomic_write(path, lambda f: f.write(json.dumps(results, indent=2).encode()))
+    write_text(path, json.dumps(results, indent=2))
     return results

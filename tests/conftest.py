@@ -7,23 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from seq2seq.config import compose
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = str(ROOT / "conf")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(1)
 
 
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 @pytest.fixture
 def tiny_cfg():
-    return compose_config("experiment=tiny")
+    return compose("experiment=tiny")
 
 
 WORDS_EN = "the a cat dog man woman sees likes eats red big small house ball runs sleeps".split()
@@ -87,7 +81,7 @@ def memorisation_bleu(model_name: str, tokenizer, decode, steps: int = 300) -> f
     torch.manual_seed(0)
     pairs = toy_pairs(32, seed=7)
     ids = list(zip(tokenizer.encode([p[0] for p in pairs]), tokenizer.encode([p[1] for p in pairs])))
-    cfg = compose_config(f"model={model_name}", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
+    cfg = compose(f"model={model_name}", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
     model = build_model(cfg, len(tokenizer))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
     batch = collate(ids, layout_of(cfg.kind))

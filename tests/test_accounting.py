@@ -17,7 +17,7 @@ from seq2seq.data.batching import collate, layout_of
 from seq2seq.model.build import build_model
 from seq2seq.train.flops import FlopCounter
 from seq2seq.train.loss import label_smoothed_loss
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 V = 96
 
@@ -37,7 +37,7 @@ def measured_flops(model, batch) -> int:
     ("gpt_tiny", ["model.prefix_lm=true"]),
 ])
 def test_counted_flops_agree_with_torch_flop_counter(model_name, overrides):
-    cfg = compose_config(f"model={model_name}", "model.dropout=0.0", *overrides).model
+    cfg = compose(f"model={model_name}", "model.dropout=0.0", *overrides).model
     torch.manual_seed(0)
     model = build_model(cfg, V).train()
     # Unpadded: every row has the same source and target lengths, so padding costs nothing extra.
@@ -56,7 +56,7 @@ def test_decoder_only_tokens_are_what_the_model_sees():
 
 
 def test_decoder_only_projects_only_labelled_positions():
-    cfg = compose_config("model=gpt_tiny", "model.dropout=0.0").model
+    cfg = compose("model=gpt_tiny", "model.dropout=0.0").model
     torch.manual_seed(0)
     model = build_model(cfg, V).eval()
     pairs = [([11, 12, 13, 14], [20, 21]), ([15], [22, 23, 24])]

@@ -30,7 +30,7 @@ from seq2seq.viz.figures import (
     spotlight_size,
 )
 from seq2seq.viz.maps import attention_maps
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 SENTENCE = "The small cat sees a red ball."
 FIRST = 5  # the first id that is not a special piece
@@ -51,7 +51,7 @@ def png_header(path) -> tuple[int, int]:
 def copy_model(toy_tokenizer):
     """transformer_tiny at d_model 64, trained 600 steps to output its input (source = target)."""
     torch.manual_seed(0)
-    cfg = compose_config("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
+    cfg = compose("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
     model = build_model(cfg, len(toy_tokenizer))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
     rng = random.Random(0)
@@ -75,7 +75,7 @@ def copy_dir(copy_model, toy_tokenizer, tmp_path_factory):
 @pytest.fixture(scope="module")
 def gpt_dir(toy_tokenizer, tmp_path_factory):
     torch.manual_seed(0)
-    cfg = compose_config("model=gpt_tiny", "model.max_positions=24").model  # short outputs: small figures
+    cfg = compose("model=gpt_tiny", "model.max_positions=24").model  # short outputs: small figures
     model = build_model(cfg, len(toy_tokenizer))
     return save_model_dir(tmp_path_factory.mktemp("gpt") / "model", model.state_dict(), cfg, len(toy_tokenizer),
                           toy_tokenizer.path)
@@ -86,7 +86,7 @@ def gpt_dir(toy_tokenizer, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["transformer", "gpt"])
 def test_drawn_maps_match_the_pieces_and_their_rows_sum_to_one(kind, toy_tokenizer):
     torch.manual_seed(0)
-    model = build_model(compose_config(f"model={kind}_tiny").model, len(toy_tokenizer)).eval()
+    model = build_model(compose(f"model={kind}_tiny").model, len(toy_tokenizer)).eval()
     source, target = toy_tokenizer.encode([SENTENCE, "Le petit chat voit un ballon rouge."])
     maps = attention_maps(model, [source], [target])[0]
     names = labels(maps, toy_tokenizer, kind)
@@ -110,7 +110,7 @@ def test_padding_gets_zero_weight_in_both_model_kinds(toy_tokenizer):
     rng = random.Random(1)
     sources = random_sequences(rng, 3, len(toy_tokenizer))
     sources[0] = sources[0][:2]  # a short row: the others are padded
-    enc_dec = build_model(compose_config("model=transformer_tiny").model, len(toy_tokenizer)).eval()
+    enc_dec = build_model(compose("model=transformer_tiny").model, len(toy_tokenizer)).eval()
     batch = collate(list(zip(sources, sources)), "pair")
     with torch.no_grad(), record_attention(enc_dec):
         enc_dec.logits(batch)
@@ -121,7 +121,7 @@ def test_padding_gets_zero_weight_in_both_model_kinds(toy_tokenizer):
             assert (layer.cross_attn.weights.masked_select(~keys[:, None, None, :]) == 0).all()
         assert (~keys).any()
     # The decoder-only model decodes from a left-padded source: real positions must not see that padding.
-    gpt = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    gpt = build_model(compose("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     src = gpt.make_source(sources)
     prefix = torch.full((len(sources), 1), SEP)
     with torch.no_grad(), record_attention(gpt):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.data import augment
-from seq2seq.data.augment import entity_kept, find_entities, load_lists, names_test_set, number_values, substitute
+from seq2seq.data.augment import entity_kept, find_entities, load_lists, number_values, substitute
 from seq2seq.data.corpora import DataError
 from seq2seq.data.prepare import prepare, read_split
 from seq2seq.evaluate import format_table, keep_rate
@@ -237,10 +237,10 @@ def test_keep_rate_on_hand_written_cases():
 
 def test_bad_settings_fail_before_anything_runs():
     from seq2seq.config import ConfigError, validate
-    from tests.conftest import compose_config
+    from seq2seq.config import compose
 
-    validate(compose_config())
+    validate(compose())
     with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0 or a mapping .*, not -0\.5$"):
-        validate(compose_config("data.augment.share=-0.5"))
+        validate(compose("data.augment.share=-0.5"))
     with pytest.raises(ConfigError, match=r"data\.names_set\.size must be an integer"):
-        validate(compose_config("data.names_set.size=1.5"))
+        validate(compose("data.names_set.size=1.5"))

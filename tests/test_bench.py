@@ -8,15 +8,15 @@ import pytest
 
 from seq2seq.bench import main
 from seq2seq.bench.measure import PeakRSS, Worker, in_turns
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 pytest.importorskip("transformers")
 
 
 def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides, tmp_path, monkeypatch):
-    from seq2seq.train.trainer import prepare_data
+    from seq2seq.data.sets import prepare_data
 
-    cfg = compose_config("experiment=tiny", *toy_data_overrides)
+    cfg = compose("experiment=tiny", *toy_data_overrides)
     tokenizer = prepare_data(cfg)[2]
     monkeypatch.chdir(tmp_path)  # no outputs/ here: decoding uses random-init weights
     out = tmp_path / "BENCH.md"

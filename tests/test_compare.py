@@ -10,21 +10,20 @@ import re
 import statistics
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from seq2seq.cli import UserError
+from seq2seq.errors import UserError
 from seq2seq.compare.report import ReportError, Run, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
+from seq2seq.config import compose
 from seq2seq.evaluate import score
-from tests.conftest import CONF, toy_pairs
+from tests.conftest import toy_pairs
 
 SETS = ["multi30k/test_2016_flickr", "multi30k/test_2017_flickr", "tatoeba/test"]
 
 
 def compare_config(*overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="compare", overrides=list(overrides))
+    return compose(*overrides, config_name="compare")
 
 
 def report_rows(text: str, run: str) -> list[list[str]]:
@@ -178,7 +177,7 @@ def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_ov
     from seq2seq.data.batching import collate
     from seq2seq.model.build import build_model
     from seq2seq.train.flops import FlopCounter
-    from seq2seq.train.trainer import encode_pairs, prepare_data
+    from seq2seq.data.sets import encode_pairs, prepare_data
 
     cfg = compare_config("systems=study", "sizes=[tiny]", *toy_data_overrides)
     systems = {s.label: s.cfg.model for s in plan(cfg)}

@@ -19,7 +19,8 @@ from seq2seq.train import checkpoint
 from seq2seq.train.distributed import shard
 from seq2seq.train.trainer import train
 from seq2seq.translator import Translator
-from tests.conftest import ROOT, compose_config
+from seq2seq.config import compose
+from tests.conftest import ROOT
 
 
 def free_port() -> int:
@@ -61,8 +62,8 @@ def test_a_step_on_two_ranks_equals_a_step_on_one_process_with_both_batches(tmp_
     common = ["experiment=tiny", *toy_data_overrides, "model.dropout=0.0", "trainer.weight_decay=1.0",
               "trainer.max_steps=2", "trainer.save_every=1", "trainer.valid_every=1000", "trainer.average_last=0",
               "trainer.test_max_sentences=1", "trainer.threads=1"]
-    train(compose_config(*common, "trainer.accumulate=2"), tmp_path / "one")
-    run_ranks(2, compose_config(*common, "trainer.accumulate=1"), tmp_path / "two")
+    train(compose(*common, "trainer.accumulate=2"), tmp_path / "one")
+    run_ranks(2, compose(*common, "trainer.accumulate=1"), tmp_path / "two")
     for step in (1, 2):
         one = checkpoint.load(checkpoint.step_path(tmp_path / "one" / "checkpoints", step))
         two = checkpoint.load(checkpoint.step_path(tmp_path / "two" / "checkpoints", step))

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from seq2seq.cli import main
 from seq2seq.data.prepare import prepare
 from seq2seq.evaluate import format_table, score, update_results
-from tests.conftest import compose_config, toy_pairs
+from seq2seq.config import compose
+from tests.conftest import toy_pairs
 from tests.test_translator import make_model_dir
 
 ENTRY_KEYS = {"bleu", "chrf", "signature", "n", "beam", "precision", "seconds"}
@@ -55,7 +56,7 @@ def test_update_results_keeps_the_other_sections_and_sets(tmp_path):
 @pytest.fixture
 def run_dir(tmp_path, toy_data_overrides, toy_tokenizer):
     """A finished run's directory: config.yaml (pointing at a prepared toy corpus), model/, results.json."""
-    cfg = compose_config("experiment=tiny", *toy_data_overrides)
+    cfg = compose("experiment=tiny", *toy_data_overrides)
     prepare(cfg.data, log=lambda msg: None)
     run = tmp_path / "run"
     make_model_dir(run / "model", toy_tokenizer)

@@ -12,7 +12,8 @@ from seq2seq.decode.search import greedy, max_lengths
 from seq2seq.export import ExportError
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import save_model_dir
-from tests.conftest import compose_config, toy_pairs
+from seq2seq.config import compose
+from tests.conftest import toy_pairs
 
 transformers = pytest.importorskip("transformers")
 
@@ -36,7 +37,7 @@ def briefly_trained(cfg, tokenizer, steps: int = 120):
 @pytest.fixture(scope="module")
 def model_dir(toy_tokenizer, tmp_path_factory):
     """A model directory holding a briefly trained tiny model with the paper's interleaved positions."""
-    cfg = compose_config("model=transformer_tiny", "model.positional=interleaved").model
+    cfg = compose("model=transformer_tiny", "model.positional=interleaved").model
     model = briefly_trained(cfg, toy_tokenizer)
     return save_model_dir(tmp_path_factory.mktemp("model"), model.state_dict(), cfg, len(toy_tokenizer),
                           toy_tokenizer.path), model
@@ -88,7 +89,7 @@ def test_the_residual_permutation_is_what_makes_interleaved_positions_exact(mode
 def test_halves_positions_export_without_permutation(toy_tokenizer):
     from seq2seq.export.marian import residual_order, to_marian
 
-    cfg = compose_config("model=transformer_tiny", "model.positional=halves", "model.tie_embeddings=false").model
+    cfg = compose("model=transformer_tiny", "model.positional=halves", "model.tie_embeddings=false").model
     assert torch.equal(residual_order(cfg), torch.arange(cfg.d_model))
     torch.manual_seed(1)
     model = build_model(cfg, len(toy_tokenizer)).eval()
@@ -102,7 +103,7 @@ def test_halves_positions_export_without_permutation(toy_tokenizer):
 
 
 def test_pre_norm_models_are_refused_with_the_option_named(toy_tokenizer, tmp_path, capsys):
-    cfg = compose_config("model=transformer_tiny", "model.norm=pre").model
+    cfg = compose("model=transformer_tiny", "model.norm=pre").model
     model = build_model(cfg, len(toy_tokenizer))
     directory = save_model_dir(tmp_path / "m", model.state_dict(), cfg, len(toy_tokenizer), toy_tokenizer.path)
     with pytest.raises(SystemExit) as exit_info:
@@ -130,7 +131,7 @@ def test_ctranslate2_conversion_decodes_as_we_do(model_dir, toy_tokenizer, tmp_p
 
 @pytest.mark.parametrize("tie", [True, False])
 def test_pre_norm_causal_gpt_exports_to_gpt2(toy_tokenizer, tmp_path, tie):
-    cfg = compose_config("model=gpt_tiny", "model.norm=pre", f"model.tie_embeddings={tie}").model
+    cfg = compose("model=gpt_tiny", "model.norm=pre", f"model.tie_embeddings={tie}").model
     torch.manual_seed(2)
     model = build_model(cfg, len(toy_tokenizer)).eval()
     directory = save_model_dir(tmp_path / "m", model.state_dict(), cfg, len(toy_tokenizer), toy_tokenizer.path)
@@ -151,6 +152,6 @@ def test_pre_norm_causal_gpt_exports_to_gpt2(toy_tokenizer, tmp_path, tie):
 def test_gpt_models_gpt2_cannot_hold_are_refused(toy_tokenizer, override, message):
     from seq2seq.export.gpt2 import to_gpt2
 
-    cfg = compose_config("model=gpt_tiny", "model.norm=pre", override).model
+    cfg = compose("model=gpt_tiny", "model.norm=pre", override).model
     with pytest.raises(ExportError, match=message):
         to_gpt2(build_model(cfg, len(toy_tokenizer)), cfg)

@@ -14,21 +14,21 @@ from seq2seq.model.directory import load_model_dir, save_model_dir
 from seq2seq.model.gpt import DecoderOnly
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 V = 40
 
 
 def gpt(seed=0, **overrides) -> DecoderOnly:
-    cfg = compose_config("model=gpt_tiny", *[f"model.{k}={v}" for k, v in overrides.items()]).model
+    cfg = compose("model=gpt_tiny", *[f"model.{k}={v}" for k, v in overrides.items()]).model
     torch.manual_seed(seed)
     return build_model(cfg, V).eval()
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])
 def test_twins_have_the_same_vocabulary_width_and_parameters_within_5_percent(size):
-    enc_dec = compose_config(f"model=transformer_{size}").model
-    dec = compose_config(f"model=gpt_{size}").model
+    enc_dec = compose(f"model=transformer_{size}").model
+    dec = compose(f"model=gpt_{size}").model
     assert (dec.vocab_size, dec.d_model, dec.d_ff, dec.heads) == (enc_dec.vocab_size, enc_dec.d_model, enc_dec.d_ff, enc_dec.heads)
     a = count_parameters(build_model(enc_dec))
     b = count_parameters(build_model(dec))
@@ -145,7 +145,7 @@ def test_too_long_inputs_name_max_positions_and_outputs_stop_where_positions_end
 
 
 def test_model_directory_round_trip_and_translator(tmp_path, toy_tokenizer):
-    cfg = compose_config("model=gpt_tiny").model
+    cfg = compose("model=gpt_tiny").model
     torch.manual_seed(0)
     model = build_model(cfg, len(toy_tokenizer))
     save_model_dir(tmp_path / "model", model.state_dict(), cfg, len(toy_tokenizer), toy_tokenizer.path)

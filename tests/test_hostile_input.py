@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from seq2seq.data.text import clean
 from seq2seq.model.build import build_model
 from seq2seq.translator import Translator
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 MAX_B = 3  # output pieces per translated part (max_len_a=0): the bound on every output
 
@@ -41,7 +41,7 @@ def translators(toy_tokenizer):
     out = {}
     for name in ("transformer_tiny", "gpt_tiny"):
         torch.manual_seed(0)
-        out[name] = Translator(build_model(compose_config(f"model={name}").model, len(toy_tokenizer)), toy_tokenizer)
+        out[name] = Translator(build_model(compose(f"model={name}").model, len(toy_tokenizer)), toy_tokenizer)
     return out
 
 

@@ -8,7 +8,7 @@ import torch
 from seq2seq.data.tokenizer import EOS
 from seq2seq.model.build import build_model
 from seq2seq.viz.maps import attention_maps, cross_attention, format_alignment, hard_alignment
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 SOURCES = [[10, 11, 12, 13, 14], [20, 21]]
 TARGETS = [[30, 31], [40, 41, 42, 43, 44, 45]]
@@ -17,7 +17,7 @@ TARGETS = [[30, 31], [40, 41, 42, 43, 44, 45]]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model(compose_config("model=transformer_tiny").model, 100).eval()
+    return build_model(compose("model=transformer_tiny").model, 100).eval()
 
 
 def test_maps_have_the_pieces_shapes_and_rows_that_sum_to_one(model):
@@ -60,7 +60,7 @@ def test_hard_alignment_takes_the_argmax_without_eos():
 @pytest.fixture(scope="module", params=[False, True], ids=["causal", "prefix_lm"])
 def gpt(request):
     torch.manual_seed(0)
-    return build_model(compose_config("model=gpt_tiny", f"model.prefix_lm={request.param}").model, 100).eval()
+    return build_model(compose("model=gpt_tiny", f"model.prefix_lm={request.param}").model, 100).eval()
 
 
 def test_decoder_only_maps_are_blocks_of_one_attention_matrix(gpt):

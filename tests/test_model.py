@@ -12,17 +12,17 @@ from seq2seq.data.tokenizer import PAD
 from seq2seq.model.attention import MultiHeadAttention, causal_mask, padding_mask, record_attention, reference_attention
 from seq2seq.model.build import build_model, count_parameters
 from seq2seq.model.layers import sinusoidal_table
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 
 def tiny_model(**overrides):
-    cfg = compose_config("model=transformer_tiny", *[f"model.{k}={v}" for k, v in overrides.items()]).model
+    cfg = compose("model=transformer_tiny", *[f"model.{k}={v}" for k, v in overrides.items()]).model
     torch.manual_seed(0)
     return build_model(cfg, 50).eval()
 
 
 def test_transformer_base_has_the_papers_parameter_count():
-    cfg = compose_config("model=transformer_base").model
+    cfg = compose("model=transformer_base").model
     assert count_parameters(build_model(cfg, 16000)) == 52_330_496
 
 
@@ -43,7 +43,7 @@ def test_sinusoids_follow_section_3_5():
 
 
 def test_shared_embedding_is_initialised_with_std_d_model_to_the_minus_half():
-    cfg = compose_config("model=transformer_base").model
+    cfg = compose("model=transformer_base").model
     model = build_model(cfg, 16000)
     std = model.generator.weight.std().item()
     assert std == pytest.approx(512**-0.5, rel=0.05)

@@ -198,7 +198,7 @@ def test_killed_run_leaves_no_manifest(tmp_path, raw, monkeypatch):
     cfg = data_cfg(tmp_path)
     prepare(cfg, log=quiet)
     calls = []
-    real_write = prep._atomic_write
+    real_write = prep.write_bytes
 
     def dying_write(path, data):
         calls.append(path)
@@ -206,7 +206,7 @@ def test_killed_run_leaves_no_manifest(tmp_path, raw, monkeypatch):
             raise KeyboardInterrupt
         real_write(path, data)
 
-    monkeypatch.setattr(prep, "_atomic_write", dying_write)
+    monkeypatch.setattr(prep, "write_bytes", dying_write)
     with pytest.raises(KeyboardInterrupt):
         prepare(cfg, force=True, log=quiet)
     assert not (tmp_path / "out" / "manifest.json").exists()

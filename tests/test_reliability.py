@@ -30,7 +30,8 @@ from seq2seq.train import checkpoint
 from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import StopRequest, TrainingError, train
 from seq2seq.translator import Translator
-from tests.conftest import ROOT, compose_config
+from seq2seq.config import compose
+from tests.conftest import ROOT
 from tests.test_translator import make_model_dir
 
 # No validation, no averaging, two test sentences, one thread: fast, and deterministic on the CPU.
@@ -87,7 +88,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def test_kill_9_at_random_moments_then_resuming_gives_the_uninterrupted_run(tmp_path, toy_data_overrides):
     steps = 45
     args = overrides(toy_data_overrides, f"trainer.max_steps={steps}", "trainer.save_every=3", "trainer.keep_last=3")
-    train(compose_config(*args), tmp_path / "straight")  # the reference (it also prepares the data once)
+    train(compose(*args), tmp_path / "straight")  # the reference (it also prepares the data once)
 
     run, rng = tmp_path / "killed", random.Random(9)
     moments = rng.sample(["while a checkpoint is written", "between checkpoints", "between checkpoints"], 3)
@@ -129,7 +130,7 @@ def test_a_signal_finishes_the_step_checkpoints_it_and_the_run_resumes_there(tmp
     assert step >= 4 and steps_on_disk(run)[-1] == step  # the step in flight, not the last periodic one
     assert checkpoint.load(checkpoint.step_path(run / "checkpoints", step))["progress"]["step"] == step
 
-    results = train(compose_config(*overrides(toy_data_overrides, f"trainer.max_steps={step + 2}")), run)
+    results = train(compose(*overrides(toy_data_overrides, f"trainer.max_steps={step + 2}")), run)
     assert f"resumed from step {step} " in (run / "train.log").read_text()
     assert results["train"]["steps"] == step + 2
 
@@ -156,11 +157,11 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path, monkeypatch, caps
 def test_a_corrupt_newest_checkpoint_is_named_and_the_run_resumes_from_the_one_before(tmp_path, toy_data_overrides):
     args = overrides(toy_data_overrides, "trainer.save_every=3", "trainer.keep_last=5")
     run = tmp_path / "run"
-    train(compose_config(*args, "trainer.max_steps=6"), run)
+    train(compose(*args, "trainer.max_steps=6"), run)
     newest = checkpoint.step_path(run / "checkpoints", 6)
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a truncated file
 
-    results = train(compose_config(*args, "trainer.max_steps=9"), run)
+    results = train(compose(*args, "trainer.max_steps=9"), run)
     log = (run / "train.log").read_text()
     warning = next(line for line in log.splitlines() if "WARNING" in line and "step_00000006.pt" in line)
     assert "cannot load checkpoint" in warning and "trying the previous checkpoint" in warning
@@ -182,7 +183,7 @@ def nan_loss_on(calls, monkeypatch) -> None:
 def test_a_non_finite_loss_skips_the_update_logs_it_and_training_goes_on(tmp_path, toy_data_overrides, monkeypatch):
     nan_loss_on({3}, monkeypatch)
     run = tmp_path / "run"
-    results = train(compose_config(*overrides(toy_data_overrides, "trainer.max_steps=5", "trainer.save_every=1",
+    results = train(compose(*overrides(toy_data_overrides, "trainer.max_steps=5", "trainer.save_every=1",
                                               "trainer.keep_last=10")), run)
     assert results["train"]["skipped_updates"] == 1 and results["train"]["steps"] == 5
     assert "step 3: 1 update(s) skipped for a non-finite loss" in (run / "train.log").read_text()
@@ -196,7 +197,7 @@ def test_a_non_finite_loss_skips_the_update_logs_it_and_training_goes_on(tmp_pat
 
 def test_non_finite_losses_in_a_row_stop_the_run_naming_the_step_with_a_hint(tmp_path, toy_data_overrides, monkeypatch):
     nan_loss_on(range(3, 1000), monkeypatch)
-    cfg = compose_config(*overrides(toy_data_overrides, "trainer.max_steps=50", "trainer.nonfinite_limit=4"))
+    cfg = compose(*overrides(toy_data_overrides, "trainer.max_steps=50", "trainer.nonfinite_limit=4"))
     with pytest.raises(TrainingError, match=r"^4 non-finite losses in a row up to step 6: lower the learning rate "
                                             r"\(trainer.peak_lr\) or check the data$"):
         train(cfg, tmp_path / "run")
@@ -228,7 +229,7 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path, toy_data_overrides):
     blocker = tmp_path / "a_file"
     blocker.write_text("")  # (chmod would not stop root: a run directory under a file cannot be created by anyone)
     with pytest.raises(TrainingError, match=f"^run directory {blocker / 'run'} is not writable: Not a directory$"):
-        train(compose_config(*overrides(toy_data_overrides)), blocker / "run")
+        train(compose(*overrides(toy_data_overrides)), blocker / "run")
 
 
 # ---------------------------------------------------------------------------------------------- §2 nothing unsafe is loaded
@@ -279,7 +280,7 @@ def test_average_refuses_a_code_running_pickle_in_one_line(tmp_path, capsys):
 def test_init_from_a_code_running_pickle_is_refused(tmp_path, toy_data_overrides):
     evil, marker = evil_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned"), tmp_path / "pwned"
     with pytest.raises(checkpoint.CheckpointError, match=re.escape(str(evil))):
-        train(compose_config(*overrides(toy_data_overrides, f"trainer.init_from={evil}")), tmp_path / "run")
+        train(compose(*overrides(toy_data_overrides, f"trainer.init_from={evil}")), tmp_path / "run")
     assert not marker.exists()
 
 

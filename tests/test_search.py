@@ -10,7 +10,7 @@ import torch
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 from seq2seq.decode.search import beam_search, greedy, length_penalty, sample
 from seq2seq.model.build import build_model
-from tests.conftest import compose_config
+from seq2seq.config import compose
 
 V = 10
 
@@ -87,7 +87,7 @@ def test_max_length_cutoff_holds(a, b):
 
 def random_tiny_model(seed=0):
     torch.manual_seed(seed)
-    return build_model(compose_config("model=transformer_tiny").model, 40).eval()
+    return build_model(compose("model=transformer_tiny").model, 40).eval()
 
 
 def test_beam_one_equals_greedy_on_a_real_model():

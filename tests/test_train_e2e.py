@@ -10,7 +10,8 @@ from seq2seq.decode.search import greedy
 from seq2seq.train import checkpoint
 from seq2seq.train.trainer import train
 from seq2seq.translator import Translator
-from tests.conftest import compose_config, memorisation_bleu
+from seq2seq.config import compose
+from tests.conftest import memorisation_bleu
 
 SCHEMA = {
     "model": {"name", "params"},
@@ -26,7 +27,7 @@ def test_tiny_model_memorises_32_pairs(toy_tokenizer):
 
 
 def test_train_end_to_end_writes_results_model_and_resumes(tmp_path, toy_data_overrides):
-    cfg = compose_config("experiment=tiny", *toy_data_overrides, "trainer.max_steps=12")
+    cfg = compose("experiment=tiny", *toy_data_overrides, "trainer.max_steps=12")
     run = tmp_path / "run"
     results = train(cfg, run)
     for key, fields in SCHEMA.items():
@@ -41,7 +42,7 @@ def test_train_end_to_end_writes_results_model_and_resumes(tmp_path, toy_data_ov
     assert len(translator.translate(["The cat sees a dog.", ""], beam=2)) == 2
 
     # Running again with a larger budget resumes from step 12 instead of starting over.
-    cfg = compose_config("experiment=tiny", *toy_data_overrides, "trainer.max_steps=16")
+    cfg = compose("experiment=tiny", *toy_data_overrides, "trainer.max_steps=16")
     again = train(cfg, run)
     assert again["train"]["steps"] == 16 and again["train"]["tokens"] > results["train"]["tokens"]
     assert "resumed from step 12" in (run / "train.log").read_text()
@@ -50,9 +51,9 @@ def test_train_end_to_end_writes_results_model_and_resumes(tmp_path, toy_data_ov
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, toy_data_overrides):
     common = ["experiment=tiny", *toy_data_overrides, "trainer.save_every=7", "trainer.valid_every=1000",
               "trainer.average_last=0", "trainer.test_max_sentences=2"]
-    train(compose_config(*common, "trainer.max_steps=15"), tmp_path / "straight")
-    train(compose_config(*common, "trainer.max_steps=7"), tmp_path / "split")  # stops at a checkpoint ...
-    train(compose_config(*common, "trainer.max_steps=15"), tmp_path / "split")  # ... and resumes from it
+    train(compose(*common, "trainer.max_steps=15"), tmp_path / "straight")
+    train(compose(*common, "trainer.max_steps=7"), tmp_path / "split")  # stops at a checkpoint ...
+    train(compose(*common, "trainer.max_steps=15"), tmp_path / "split")  # ... and resumes from it
     a = checkpoint.load(checkpoint.step_path(tmp_path / "straight" / "checkpoints", 15))
     b = checkpoint.load(checkpoint.step_path(tmp_path / "split" / "checkpoints", 15))
     for key in a["model"]:
@@ -61,7 +62,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, toy_d
 
 
 def test_averaging_at_the_end_uses_the_last_checkpoints(tmp_path, toy_data_overrides):
-    cfg = compose_config("experiment=tiny", *toy_data_overrides, "trainer.max_steps=6", "trainer.save_every=2",
+    cfg = compose("experiment=tiny", *toy_data_overrides, "trainer.max_steps=6", "trainer.save_every=2",
                          "trainer.keep_last=3", "trainer.average_last=2", "trainer.test_max_sentences=2")
     results = train(cfg, tmp_path / "run")
     assert "step_00000004.pt, step_00000006.pt" in results["model"]["weights"]

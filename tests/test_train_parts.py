@@ -120,7 +120,7 @@ def test_eta_follows_the_budget_that_binds_first():
     from omegaconf import OmegaConf
 
     from seq2seq.train.trainer import Progress, seconds_left
-    from tests.conftest import compose_config
+    from seq2seq.config import compose
 
     tcfg = OmegaConf.create({"max_steps": 1000, "max_tokens": None, "max_flops": None})
     progress = Progress(step=100, seconds=50.0, tokens=400_000, flops=1e12)
@@ -133,5 +133,5 @@ def test_eta_follows_the_budget_that_binds_first():
     assert seconds_left(tcfg, progress, math.inf) == pytest.approx((5.0, "max_flops"))
     assert seconds_left(tcfg, Progress(step=2000, seconds=10.0), math.inf)[0] == 0.0
 
-    cpu_small = compose_config().trainer  # make train: a step budget, no wall clock
+    cpu_small = compose().trainer  # make train: a step budget, no wall clock
     assert cpu_small.max_steps == 2778 and cpu_small.max_minutes is None

@@ -22,13 +22,14 @@ from seq2seq.model.directory import ModelDirError, save_model_dir
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
 from seq2seq.viz.maps import alignments as map_alignments
-from tests.conftest import FR, compose_config, toy_pairs
+from seq2seq.config import compose
+from tests.conftest import FR, toy_pairs
 
 
 def tiny_model(tokenizer, train_steps: int = 0, seed: int = 0):
     """transformer_tiny (d_model 64), random or trained on toy pairs with a fixed seed."""
     torch.manual_seed(seed)
-    cfg = compose_config("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
+    cfg = compose("model=transformer_tiny", "model.d_model=64", "model.d_ff=128", "model.dropout=0.0").model
     model = build_model(cfg, len(tokenizer))
     if train_steps:
         pairs = toy_pairs(2000, seed=7)
@@ -209,7 +210,7 @@ def test_any_unicode_gives_one_single_line_output_per_input(random_translator, l
 
 def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
     torch.manual_seed(0)
-    model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    model = build_model(compose("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     for options in ({"beam": 3, "nbest": 2}, {"temperature": 0.0}):
         t = translator.translate_full(["The cat sees a dog.", ""], max_len_b=5, alignments=True, explain=True, **options)[0]

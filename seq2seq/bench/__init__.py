@@ -21,6 +21,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from seq2seq.config import compose
+
 QUICK = dict(models="transformer_small,gpt_small", batches=2, warmup=1, batch_tokens=2000, sentences=16, repeat=1,
              translate_lines=500)
 FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None, sentences=None,
@@ -90,16 +92,6 @@ def command_line(argv: list[str]) -> str:
     return " ".join(["python -m seq2seq.bench", *argv])
 
 
-def compose(*overrides: str):
-    """The project's root config (conf/config.yaml, default experiment) with Hydra overrides."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from seq2seq.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
-
-
 def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     """A model directory with random-init weights of `config` and our tokenizer."""
     import torch
@@ -119,7 +111,7 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
     from seq2seq.bench.peers import IMPLEMENTATIONS
     from seq2seq.data.batching import layout_of
     from seq2seq.compare.run import model_config
-    from seq2seq.train.trainer import active_sets, encode_pairs, read_sets
+    from seq2seq.data.sets import active_sets, encode_pairs, read_sets
 
     names = active_sets(cfg.data, "train_sets")
     pairs = encode_pairs(tokenizer, *read_sets(cfg.data, names), cfg.trainer.max_len)
@@ -139,7 +131,7 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
 
 def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
     from seq2seq.bench import decoding
-    from seq2seq.cli import UserError
+    from seq2seq.errors import UserError
     from seq2seq.commands.common import default_model_dir
     from seq2seq.data.prepare import read_split
     from seq2seq.data.text import clean

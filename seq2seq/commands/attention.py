@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.cli import UserError
+from seq2seq.errors import UserError
 from seq2seq.commands.common import load_translator, warn
 
 

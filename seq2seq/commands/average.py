@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.cli import UserError
+    from seq2seq.errors import UserError
     from seq2seq.train import checkpoint
 
     paths = list(args.checkpoints)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seq2seq.cli import UserError
+from seq2seq.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "int8")  # seq2seq.decode.precision.PRECISIONS, spelled out so that --help needs no torch
 

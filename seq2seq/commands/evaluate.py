@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.cli import CONF_DIR, UserError
+from seq2seq.config import compose
+from seq2seq.errors import UserError
 from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, default_model_dir,
                                      load_translator, read_lines, search_options, warn)
 
@@ -31,7 +32,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.evaluate import format_table, translate_and_score, update_results, write_lines
+    from seq2seq.evaluate import format_table, translate_and_score, update_results
+    from seq2seq.io import write_lines
 
     search = search_options(args)
     if (args.src is None) != (args.ref is None):
@@ -86,7 +88,7 @@ def read_pair(src: Path, ref: Path) -> tuple[list[str], list[str]]:
 
 def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
     """The configured test sets: data settings from the run's config.yaml beside model/, else from conf/."""
-    from seq2seq.train.trainer import active_sets, read_sets
+    from seq2seq.data.sets import active_sets, read_sets
 
     data_cfg = data_config(model_dir)
     if data_dir is not None:
@@ -104,7 +106,4 @@ def data_config(model_dir: Path):
     run_config = model_dir.parent / "config.yaml"
     if run_config.is_file():
         return OmegaConf.load(run_config).data
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config").data
+    return compose().data

@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.cli import UserError
+    from seq2seq.errors import UserError
     from seq2seq.export import ExportError, export
 
     model_dir = args.model or default_model_dir()

@@ -3,7 +3,7 @@ other kind (transformer_X ↔ gpt_X) with the relative difference."""
 
 from __future__ import annotations
 
-from seq2seq.cli import CONF_DIR
+from seq2seq.config import CONF_DIR, compose
 
 TWIN_PREFIXES = ("transformer_", "gpt_")
 
@@ -24,27 +24,25 @@ def twin_of(name: str, available: set[str]) -> str | None:
 def run(args) -> None:
     from pathlib import Path
 
-    from hydra import compose, initialize_config_dir
-
     from seq2seq.model.build import build_model, count_parameters
 
     available = {p.stem for p in Path(CONF_DIR, "model").glob("*.yaml")}
     names = args.models or sorted(available)
     counts: dict[str, tuple] = {}
     print(f"{'model':<20} {'kind':<12} {'vocab':>6} {'parameters':>14}   {'twin':<20} {'parameters':>14} {'diff':>7}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        def count(name):
-            if name not in counts:
-                cfg = compose(config_name="config", overrides=[f"model={name}"]).model
-                vocab = args.vocab or cfg.vocab_size
-                counts[name] = (cfg.kind, vocab, count_parameters(build_model(cfg, vocab)))
-            return counts[name]
 
-        for name in names:
-            kind, vocab, n = count(name)
-            line = f"{name:<20} {kind:<12} {vocab:>6} {n:>14,}"
-            twin = twin_of(name, available)
-            if twin:
-                m = count(twin)[2]
-                line += f"   {twin:<20} {m:>14,} {100 * (m - n) / n:>+6.2f}%"
-            print(line)
+    def count(name):
+        if name not in counts:
+            cfg = compose(f"model={name}").model
+            vocab = args.vocab or cfg.vocab_size
+            counts[name] = (cfg.kind, vocab, count_parameters(build_model(cfg, vocab)))
+        return counts[name]
+
+    for name in names:
+        kind, vocab, n = count(name)
+        line = f"{name:<20} {kind:<12} {vocab:>6} {n:>14,}"
+        twin = twin_of(name, available)
+        if twin:
+            m = count(twin)[2]
+            line += f"   {twin:<20} {m:>14,} {100 * (m - n) / n:>+6.2f}%"
+        print(line)

@@ -18,7 +18,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from seq2seq.cli import UserError
+from seq2seq.errors import UserError
 from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, load_translator,
                                      read_lines, search_options, warn)
 
@@ -67,7 +67,7 @@ def run(args) -> None:
             return interactive(translator, options, formatter)
         if args.output is None:
             return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args))
-        from seq2seq.train.checkpoint import atomic_write
+        from seq2seq.io import atomic_write
 
         atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args)))
     except KeyboardInterrupt:

@@ -21,12 +21,9 @@ from omegaconf import OmegaConf
 from seq2seq.compare import elo, plots
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
+from seq2seq.errors import ReportError
 
 METRICS = ("bleu", "chrf")
-
-
-class ReportError(Exception):
-    """Run files that do not fit together (missing, or hypotheses that do not match results.json)."""
 
 
 @dataclass

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from seq2seq.cli import CONF_DIR, UserError
+from seq2seq.config import CONF_DIR, compose
+from seq2seq.errors import UserError
 
 log = logging.getLogger("seq2seq.compare")
 
@@ -50,15 +51,9 @@ class System:
 def model_config(name: str):
     """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application, without
     the default experiment's model changes (cpu_small turns dropout off for its own budget)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if not Path(CONF_DIR, "model", f"{name}.yaml").is_file():
         raise UserError(f"no model config {name} (conf/model/{name}.yaml); check `sizes` and `systems`")
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="config", overrides=[f"model={name}", "~experiment"]).model
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={name}", "~experiment"]).model
+    return compose(f"model={name}", "~experiment").model
 
 
 def budget_overrides(cfg, size: str) -> dict:
@@ -112,7 +107,7 @@ def flops_matched_layers(model_cfg, baseline_cfg, cfg, sample: int = 4096) -> in
     from seq2seq.data.batching import collate, layout_of
     from seq2seq.model.build import build_model
     from seq2seq.train.flops import FlopCounter
-    from seq2seq.train.trainer import encode_pairs, prepare_data
+    from seq2seq.data.sets import encode_pairs, prepare_data
 
     if model_cfg.kind != "gpt":
         raise UserError(f"match_flops sets the layer count of a decoder-only model, not of a {model_cfg.kind} model")
@@ -135,7 +130,7 @@ def equalise_batches(systems: list[System]) -> dict[str, float]:
     """Scale the decoder-only batch budget by Σ(|s|+|t|+1) / Σ(max(|s|,|t|)+1) over the training pairs, per
     size (one tokenizer each), so every system takes as many pairs per step. Returns the ratio per size."""
     from seq2seq.data.batching import example_length
-    from seq2seq.train.trainer import encode_pairs, prepare_data
+    from seq2seq.data.sets import encode_pairs, prepare_data
 
     ratios = {}
     for system in systems:
@@ -198,7 +193,7 @@ def compare(cfg, output_dir) -> Path:
     """Train (or reuse) every run of the comparison in `output_dir`/runs and write `output_dir`/report.md."""
     from seq2seq.compare.report import ReportError, Run, write_report
     from seq2seq.compare.verdict import verdict
-    from seq2seq.train.trainer import active_sets, read_sets
+    from seq2seq.data.sets import active_sets, read_sets
 
     out = Path(output_dir)
     systems = plan(cfg)

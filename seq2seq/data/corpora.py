@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from seq2seq.errors import DataError
+from seq2seq.io import atomic_write
+
 CORPORA = ("tatoeba", "multi30k")
 MULTI30K_SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr")
 LANGS = ("en", "fr")
@@ -42,10 +45,6 @@ MULTI30K_SHA256 = {
 
 USER_AGENT = "Mozilla/5.0 (compatible; seq2seq-data/0.1)"  # manythings.org refuses urllib's default
 TIMEOUT_S = 60
-
-
-class DataError(Exception):
-    """A data problem the user can fix; the CLI prints `error: <message>` and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -130,18 +129,15 @@ def _download(url: str, dest: Path, check: Callable[[Path], object], log: Callab
     Returns None on success, else a short reason why the fetch failed.
     """
     log(f"downloading {url} -> {dest}")
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+
+    def fetch(out) -> None:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as out:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        check(tmp)
-        os.replace(tmp, dest)
+        atomic_write(dest, fetch, check)
         return None
     except urllib.error.HTTPError as e:
         return f"{url}: HTTP {e.code} {e.reason}"
@@ -149,8 +145,6 @@ def _download(url: str, dest: Path, check: Callable[[Path], object], log: Callab
         return f"{url}: {_one_line(e.reason)}"
     except (DataError, OSError, http.client.HTTPException, ValueError) as e:
         return f"{url}: {_one_line(e) or type(e).__name__}"
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fetch(data_cfg, name: str, url: str, dest: Path, check: Callable[[Path], object], raw_dir: Path, log) -> None:

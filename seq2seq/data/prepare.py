@@ -24,25 +24,13 @@ from seq2seq.data import augment
 from seq2seq.data.corpora import (LANGS, MULTI30K_SPLITS, Corpora, DataError, locate, read_multi30k, read_tatoeba,
                                   sha256_file)
 from seq2seq.data.text import clean
+from seq2seq.io import write_bytes
 
 VERSION = 2  # bump when a change here alters the outputs
 MANIFEST = "manifest.json"
 FILTERS = ("empty", "min_words", "max_words", "max_ratio")
 
 Pairs = list[tuple[str, str]]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so os.replace is atomic
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _drop_empty(pairs: Pairs, dropped: dict[str, int]) -> Pairs:
@@ -283,10 +271,10 @@ def prepare(data_cfg, force: bool = False, log: Callable[[str], None] = print) -
         for k, lang in enumerate(LANGS):
             rel = f"{name}.{lang}"
             data = "".join(f"{pair[k]}\n" for pair in pairs).encode("utf-8")
-            _atomic_write(out_dir / rel, data)
+            write_bytes(out_dir / rel, data)
             files[lang] = {"path": rel, "sha256": hashlib.sha256(data).hexdigest()}
         manifest["splits"][name] = {"pairs": len(pairs), "files": files}
-    _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    write_bytes(out_dir / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
     log(_summary(manifest))
     log(f"wrote {out_dir / MANIFEST}")
     return manifest

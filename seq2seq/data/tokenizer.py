@@ -13,6 +13,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from seq2seq.io import write_bytes
+
 PAD, UNK, BOS, EOS, SEP = 0, 1, 2, 3, 4
 SEP_PIECE = "<sep>"
 
@@ -82,12 +84,7 @@ def train_tokenizer(
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
-    tmp = model_path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, model_path)
+    write_bytes(model_path, buffer.getvalue())
     return Tokenizer(model_path)
 
 

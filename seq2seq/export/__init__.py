@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seq2seq.errors import ExportError
+
 FORMATS = ("hf", "ct2")
-
-
-class ExportError(Exception):
-    """A model that cannot be exported exactly, or a missing optional package; the message says why."""
 
 
 def require(package: str):

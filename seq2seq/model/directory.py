@@ -17,24 +17,21 @@ from omegaconf import OmegaConf
 
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.build import build_model
-from seq2seq.train import checkpoint
+from seq2seq.errors import CheckpointError, ModelDirError
+from seq2seq.io import load, save, write_text
 
 REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "attention_dropout", "activation_dropout", "norm",
                  "tie_embeddings", "positional", "max_positions")
 LAYER_KEYS = {"transformer": ("encoder_layers", "decoder_layers"), "gpt": ("layers",)}
 
 
-class ModelDirError(Exception):
-    """A model directory that is missing, incomplete or inconsistent; the message names the path."""
-
-
 def save_model_dir(directory, state_dict: dict, model_cfg, vocab_size: int, tokenizer_file) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    checkpoint.save({"model": state_dict}, directory / "model.pt")
+    save({"model": state_dict}, directory / "model.pt")
     shutil.copyfile(tokenizer_file, directory / "spm.model")
     meta = {"model": OmegaConf.to_container(model_cfg, resolve=True), "vocab_size": vocab_size, "tokenizer": "spm.model"}
-    checkpoint.atomic_write(directory / "config.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    write_text(directory / "config.json", json.dumps(meta, indent=2))
     return directory
 
 
@@ -63,8 +60,8 @@ def load_model_dir(directory, device: str | torch.device = "cpu"):
     except (ValueError, KeyError, TypeError) as e:  # an unknown kind, impossible sizes, a value of the wrong type
         raise ModelDirError(f"{directory / 'config.json'}: {e}") from None
     try:
-        state = checkpoint.load(directory / "model.pt")["model"]
-    except checkpoint.CheckpointError as e:
+        state = load(directory / "model.pt")["model"]
+    except CheckpointError as e:
         raise ModelDirError(str(e)) from None
     expected = model.state_dict()
     wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]

@@ -1,68 +1,23 @@
-"""Checkpoints: atomic writes, safe loads, keeping the last N, and averaging (§6.1).
+"""Checkpoints of a run: step files, the newest that loads, keeping the last N, and averaging (§6.1).
 
-A checkpoint is written to a temporary file in the same folder, flushed and fsync'ed, then renamed over
-its final name, so a crash leaves either the old file or the new one, never half of one. Loads use
-`torch.load(weights_only=True)`: a pickle that would run code is refused.
+Written and read through seq2seq/io.py: atomic writes (a crash leaves the old file or the new one, never
+half of one) and `torch.load(weights_only=True)` (a pickle that would run code is refused).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from seq2seq.errors import CheckpointError
+from seq2seq.io import load
+from seq2seq.io import save as save  # a run's checkpoints are written through io, like every file
+
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
-LEFTOVER = re.compile(r"^\..+\.pt\.\w+\.tmp$")  # a temporary file of `atomic_write` that a kill left behind
-
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, truncated, corrupt or unsafe; the message names the file."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call `write(file_object)` on a temporary file beside `path`, fsync it, and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def save(obj: dict, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def load(path: str | os.PathLike) -> dict:
-    """Load a checkpoint safely onto the CPU, or raise CheckpointError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad magic, or a pickle that wants to run code
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot load checkpoint {path}: {reason[:200]}") from None
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise CheckpointError(f"{path} is not a seq2seq checkpoint (no 'model' entry)")
-    return obj
+LEFTOVER = re.compile(r"^\..+\.pt\.\w+\.tmp$")  # a temporary file of io.atomic_write that a kill left behind
 
 
 def step_path(directory: str | os.PathLike, step: int) -> Path:
