@@ -1,0 +1,344 @@
+"""`seq2seq serve`: the HTTP API against a tiny trained model (FastAPI's TestClient, and a real uvicorn on
+127.0.0.1 where only a socket shows it): order, parity with `translate --format jsonl`, seeded sampling
+batched or alone, every bad request (one-line JSON error, the server still up), the full queue (503),
+disconnects, graceful shutdown, and many concurrent clients without cross-talk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from seq2seq.cli import main  # noqa: E402
+from seq2seq.model.build import build_model  # noqa: E402
+from seq2seq.model.directory import save_model_dir  # noqa: E402
+from seq2seq.serve.app import create_app  # noqa: E402
+from seq2seq.serve.engine import ServedModel, search  # noqa: E402
+from seq2seq.serve.schemas import Limits, Settings  # noqa: E402
+from tests.conftest import compose_config, toy_pairs  # noqa: E402
+from tests.test_translator import make_model_dir  # noqa: E402
+
+SENTENCES = ["The cat sees a dog.", "", "A man eats the red ball.", "Woman sleeps."]
+SMALL = Limits(max_inputs=4, max_chars=200, max_sentence_chars=100, max_body_bytes=10_000, max_queue=2)
+
+
+@pytest.fixture(scope="module")
+def run_dir(toy_tokenizer, tmp_path_factory):
+    """A finished run: model/ (tiny, trained 250 steps on the toy corpus) beside results.json."""
+    run = tmp_path_factory.mktemp("serve") / "run"
+    make_model_dir(run / "model", toy_tokenizer, train_steps=250)
+    (run / "results.json").write_text(json.dumps({"test": {"toy/test": {"bleu": 91.5, "chrf": 95.0}}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def models(run_dir, toy_tokenizer, tmp_path_factory):
+    """The trained encoder–decoder as `default`, and a random decoder-only twin as `gpt` (no results.json)."""
+    torch.manual_seed(0)
+    cfg = compose_config("model=gpt_tiny").model
+    gpt_dir = save_model_dir(tmp_path_factory.mktemp("gpt") / "model", build_model(cfg, len(toy_tokenizer)).state_dict(),
+                             cfg, len(toy_tokenizer), toy_tokenizer.path)
+    return {"default": ServedModel.load("default", run_dir / "model"), "gpt": ServedModel.load("gpt", gpt_dir)}
+
+
+@pytest.fixture
+def client(models):
+    with TestClient(create_app(models, SMALL)) as c:
+        yield c
+
+
+def wait_until(condition, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.002)
+
+
+@contextmanager
+def live_server(app):
+    """A real uvicorn serving `app` on 127.0.0.1 at a free port, in a thread: (server, base URL)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started)
+    try:
+        yield server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def hypotheses(response) -> list[list[dict]]:
+    return [[{k: v for k, v in h.items()} for h in r["hypotheses"]] for r in response.json()["results"]]
+
+
+# ---------------------------------------------------------------------------------------------- answers
+
+def test_one_result_per_input_in_order_and_an_empty_input_gives_an_empty_result(client):
+    r = client.post("/translate", json={"text": SENTENCES})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["source"] for x in results] == SENTENCES
+    assert [x["hypotheses"][0]["text"] if x["hypotheses"] else "" for x in results] == \
+        ["Le chat voit un chien.", "", "Un homme mange le rouge ballon.", "Femme dort."]
+    assert results[1] == {"source": "", "source_pieces": [], "hypotheses": [], "timing": results[1]["timing"]}
+    one = client.post("/translate", json={"text": "Woman sleeps."}).json()["results"]
+    assert len(one) == 1 and one[0]["hypotheses"] == results[3]["hypotheses"]
+
+
+@pytest.mark.parametrize("options, flags", [
+    ({"beam": 3, "nbest": 2, "alignments": True}, ["--beam", "3", "--nbest", "2", "--alignments"]),
+    ({"temperature": 0.0}, ["--temperature", "0"]),
+])
+def test_results_are_those_of_translate_jsonl(client, run_dir, capsys, options, flags):
+    served = client.post("/translate", json={"text": SENTENCES, **options}).json()["results"]
+    main(["translate", "--model", str(run_dir / "model"), "--format", "jsonl", *flags, *SENTENCES])
+    cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(cli) == len(served)
+    for mine, theirs in zip(served, cli):
+        assert mine.keys() == theirs.keys()
+        assert (mine["source"], mine["source_pieces"]) == (theirs["source"], theirs["source_pieces"])
+        assert len(mine["hypotheses"]) == len(theirs["hypotheses"])
+        for a, b in zip(mine["hypotheses"], theirs["hypotheses"]):
+            assert a.keys() == b.keys()
+            assert (a["text"], a["pieces"], a.get("alignment")) == (b["text"], b["pieces"], b.get("alignment"))
+            for key in ("score", "logprob", "confidence"):
+                assert a[key] == pytest.approx(b[key], abs=1e-4)
+            assert a["probs"] == pytest.approx(b["probs"], abs=1e-4)
+
+
+def test_a_seeded_sample_is_the_same_batched_with_others_or_alone(client):
+    batcher = client.app.state.batcher
+    asks = [{"text": [s], "temperature": 1.5, "seed": seed} for seed, s in enumerate(["The cat sees a dog.",
+            "A man eats the red ball.", "The big woman likes a small house.", "The cat sees a dog."])]
+    batcher.gate.clear()  # hold the worker: the requests gather in the queue and leave as one batch
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(client.post, "/translate", json={"text": "Dog."})
+        wait_until(lambda: batcher.busy)
+        futures = [pool.submit(client.post, "/translate", json=ask) for ask in asks[:2]]
+        wait_until(lambda: len(batcher.waiting) == 2)
+        batcher.gate.set()
+        together = [f.result() for f in futures]
+        assert first.result().status_code == 200
+    assert [r.json()["results"][0]["timing"]["batch_lines"] for r in together] == [2, 2]
+    alone = [client.post("/translate", json=ask) for ask in asks[:2]]
+    assert [hypotheses(r) for r in together] == [hypotheses(r) for r in alone]
+    # The same sentence with another seed is another draw; sentence i of a request draws with seed + i.
+    both = client.post("/translate", json={"text": [asks[0]["text"][0], asks[1]["text"][0]], "temperature": 1.5,
+                                            "seed": 0})
+    assert hypotheses(both) == hypotheses(alone[0]) + hypotheses(alone[1])
+
+
+def test_attention_gives_every_layer_and_one_layer_s_heads_for_both_kinds(client, models):
+    from seq2seq.viz.maps import cross_attention
+
+    for name, layers in (("default", 2), ("gpt", None)):
+        r = client.post("/attention", json={"text": "The cat sees a dog.", "model": name, "beam": 1, "layer": 0})
+        assert r.status_code == 200, r.text
+        a = r.json()
+        translator = models[name].translator
+        source = translator.split(["The cat sees a dog."])[0][0]
+        target = search(translator, ["The cat sees a dog."], Settings(beam=1))[0].hypotheses[0].tokens
+        assert a["source_pieces"][:-1] == translator.tokenizer.id_to_piece(source)
+        assert a["target_pieces"] == translator.tokenizer.id_to_piece(target) + ["</s>"]
+        expected = cross_attention(translator.model, source, target, layer=None, average_heads=False)  # (L, h, T, S)
+        assert len(a["layers"]) == (layers or expected.size(0))
+        assert torch.allclose(torch.tensor(a["layers"]), expected.mean(1), atol=1e-4)
+        assert torch.allclose(torch.tensor(a["heads"]), expected[0], atol=1e-4)
+        assert a["head_layer"] == 0
+    assert a["source_pieces"][-1] == "<sep>"  # the decoder-only model: its target → source block
+
+
+def test_health_models_and_metrics(client):
+    assert client.get("/health").json() == {"status": "ok", "models": ["default", "gpt"]}
+    info = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert info["default"]["kind"] == "transformer" and info["gpt"]["kind"] == "gpt"
+    assert info["default"]["test"] == {"toy/test": {"bleu": 91.5, "chrf": 95.0}} and info["gpt"]["test"] is None
+    assert info["default"]["parameters"] > 0
+    client.post("/translate", json={"text": ["Dog.", "Cat."]})
+    client.post("/translate", json={"text": "x", "beam": 0})
+    text = client.get("/metrics").text
+    assert 'seq2seq_requests_total{endpoint="/translate",status="200"} 1.0' in text
+    assert 'seq2seq_errors_total{endpoint="/translate",status="422"} 1.0' in text
+    assert "seq2seq_sentences_total 2.0" in text
+    assert 'seq2seq_batch_sentences_bucket{le="2.0"} 1.0' in text
+    assert "seq2seq_request_seconds_p99" in text
+    assert "/docs" in client.get("/docs").text or client.get("/openapi.json").status_code == 200
+    assert set(client.get("/openapi.json").json()["paths"]) >= {"/translate", "/attention", "/health", "/models", "/metrics"}
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+def chunked(size: int):
+    for _ in range(size // 1000):
+        yield b" " * 1000
+
+
+BAD = [  # (method, path, body, headers, status, what the message says)
+    ("post", "/translate", b'{"text": ', None, 400, "malformed JSON"),
+    ("post", "/translate", b'{"text": "caf\xe9"}', None, 400, "not valid UTF-8"),
+    ("post", "/translate", b"", None, 422, "Field required"),
+    ("post", "/translate", b'["a"]', None, 422, "valid dictionary"),
+    ("post", "/translate", {"text": 3}, None, 422, "valid string"),
+    ("post", "/translate", {"text": "a", "beam": "4"}, None, 422, "beam: Input should be a valid integer"),
+    ("post", "/translate", {"text": "a", "alignments": "yes"}, None, 422, "alignments"),
+    ("post", "/translate", {"text": "a", "colour": "red"}, None, 422, "unknown field 'colour'"),
+    ("post", "/translate", {"text": "a", "model": "nope"}, None, 404, "unknown model 'nope'"),
+    ("post", "/translate", {"text": "a", "beam": 0}, None, 422, "beam: Input should be greater than or equal to 1"),
+    ("post", "/translate", {"text": "a", "beam": 99}, None, 422, "beam: Input should be less than or equal to 16"),
+    ("post", "/translate", {"text": "a", "beam": 2, "nbest": 3}, None, 422, "nbest (3) must be at most beam (2)"),
+    ("post", "/translate", {"text": "a", "temperature": -1}, None, 422, "temperature"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "nbest": 2}, None, 422, "nbest must be 1"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "top_k": -1}, None, 422, "top_k"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "top_p": 0}, None, 422, "top_p"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "seed": -1}, None, 422, "seed"),
+    ("post", "/translate", {"text": ["a"] * 5}, None, 422, "5 inputs: at most 4"),
+    ("post", "/translate", {"text": ["a" * 90] * 3}, None, 422, "270 characters: at most 200"),
+    ("post", "/translate", {"text": "a" * 101}, None, 422, "a sentence of 101 characters: at most 100"),
+    ("post", "/translate", b" " * 10_001, None, 413, "request body of 10001 bytes: at most 10000"),
+    ("post", "/translate", "chunked", None, 413, "request body over 10000 bytes"),
+    ("post", "/attention", {"text": "a" * 101}, None, 422, "at most 100"),
+    ("post", "/attention", {"text": ""}, None, 422, "text is empty"),
+    ("post", "/attention", {"text": "Dog.", "layer": 7}, None, 422, "layer 7: the model has 2 layers"),
+    ("post", "/attention", {"text": ["Dog."]}, None, 422, "text"),
+    ("get", "/translate", None, None, 405, "Method Not Allowed"),
+    ("get", "/nowhere", None, None, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, headers, status, message", BAD,
+                         ids=[f"{m} {p} {s} {msg[:30]}" for m, p, _, _, s, msg in BAD])
+def test_a_bad_request_gets_a_one_line_json_error_and_the_server_stays_up(client, method, path, body, headers,
+                                                                             status, message):
+    kwargs = {}
+    if isinstance(body, dict):
+        kwargs["json"] = body
+    elif body == "chunked":
+        kwargs["content"], kwargs["headers"] = chunked(20_000), {"content-type": "application/json"}
+    elif body is not None:
+        kwargs["content"], kwargs["headers"] = body, {"content-type": "application/json"}
+    r = getattr(client, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    assert list(r.json()) == ["error"] and "\n" not in r.json()["error"]
+    assert message in r.json()["error"]
+    assert client.get("/health").status_code == 200
+    assert client.post("/translate", json={"text": "Dog."}).status_code == 200
+
+
+def test_a_model_path_in_a_request_is_refused(client, run_dir):
+    for name in (str(run_dir / "model"), "../model", "model/"):
+        r = client.post("/translate", json={"text": "Dog.", "model": name})
+        assert r.status_code == 404 and r.json() == {"error": f"unknown model {name!r}; this server has: default, gpt"}
+
+
+def test_a_full_queue_gets_503_with_retry_after_and_the_queued_requests_are_answered(client):
+    batcher = client.app.state.batcher
+    batcher.gate.clear()
+    with ThreadPoolExecutor(4) as pool:
+        running = pool.submit(client.post, "/translate", json={"text": "Dog."})
+        wait_until(lambda: batcher.busy)
+        queued = [pool.submit(client.post, "/translate", json={"text": s, "beam": 2}) for s in ("Cat.", "Man.")]
+        wait_until(lambda: len(batcher.waiting) == SMALL.max_queue)
+        refused = client.post("/translate", json={"text": "Woman."})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"].startswith("server busy")
+        batcher.gate.set()
+        assert [f.result().status_code for f in [running, *queued]] == [200, 200, 200]
+    assert client.post("/translate", json={"text": "Woman."}).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------- a real server
+
+def test_a_client_that_disconnects_mid_request_harms_no_one(models):
+    app = create_app(models, SMALL)
+    batcher = app.state.batcher
+    with live_server(app) as (_, _, url):
+        port = int(url.rsplit(":", 1)[1])
+        head = b"POST /translate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port)) as s:  # half a body, then gone
+            s.sendall(head % 100 + b'{"text": "Do')
+        batcher.gate.clear()  # a whole request, gone before its answer
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            body = b'{"text": "The cat sees a dog."}'
+            s.sendall(head % len(body) + body)
+            wait_until(lambda: batcher.busy)
+        batcher.gate.set()
+        r = httpx.post(f"{url}/translate", json={"text": "The cat sees a dog."}, timeout=30)
+        assert r.status_code == 200 and r.json()["results"][0]["hypotheses"][0]["text"] == "Le chat voit un chien."
+        assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_sigterm_finishes_the_requests_in_flight_then_exits(models):
+    app = create_app(models, SMALL)
+    batcher = app.state.batcher
+    with live_server(app) as (server, thread, url), ThreadPoolExecutor(1) as pool:
+        batcher.gate.clear()
+        in_flight = pool.submit(httpx.post, f"{url}/translate", json={"text": "The cat sees a dog."}, timeout=30)
+        wait_until(lambda: batcher.busy)
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
+        time.sleep(0.3)
+        assert thread.is_alive()  # waiting for the request in flight
+        batcher.gate.set()
+        r = in_flight.result()
+        assert r.status_code == 200 and r.json()["results"][0]["hypotheses"][0]["text"] == "Le chat voit un chien."
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+@pytest.mark.slow
+def test_fifty_concurrent_clients_each_get_their_own_answers(models):
+    """50 clients × 20 requests on a real uvicorn; half sample with seeds. Every answer must equal the one
+    for the same sentence sent alone: nothing crosses between requests batched together."""
+    clients, per_client = 50, 20
+    asks = [[{"text": en, **({"temperature": 1.2, "seed": 100 * c + k} if c % 2 else {"beam": 2})}
+             for k, (en, _) in enumerate(toy_pairs(per_client, seed=1000 + c))] for c in range(clients)]
+    translator = models["default"].translator
+    expected = {}
+    for ask in (a for client_asks in asks for a in client_asks):
+        settings = Settings(beam=ask.get("beam", 1), temperature=ask.get("temperature"))
+        found = search(translator, [ask["text"]], settings, [ask.get("seed")])[0]
+        expected[json.dumps(ask, sort_keys=True)] = (found.text, round(found.hypotheses[0].score, 4))
+    app = create_app(models, Limits(max_queue=1000))
+
+    async def one_client(http, my_asks):
+        out = []
+        for ask in my_asks:
+            r = await http.post("/translate", json=ask)
+            assert r.status_code == 200, r.text
+            h = r.json()["results"][0]["hypotheses"][0]
+            out.append((json.dumps(ask, sort_keys=True), h["text"], h["score"]))
+        return out
+
+    async def everyone(url):
+        limits = httpx.Limits(max_connections=clients)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+            return await asyncio.gather(*(one_client(http, a) for a in asks))
+
+    with live_server(app) as (_, _, url):
+        start = time.monotonic()
+        answers = asyncio.run(everyone(url))
+        seconds = time.monotonic() - start
+        metrics = httpx.get(f"{url}/metrics").text
+    assert seconds < 120
+    for key, text, score in (a for client_answers in answers for a in client_answers):
+        assert (text, pytest.approx(score, abs=1e-4)) == expected[key]
+    assert sum(len(a) for a in answers) == clients * per_client
+    batches = float(metrics.split("seq2seq_batch_sentences_count ")[1].split()[0])
+    assert batches < clients * per_client  # requests were batched together
