@@ -343,3 +343,90 @@ def test_fifty_concurrent_clients_each_get_their_own_answers(models):
     assert sum(len(a) for a in answers) == clients * per_client
     batches = float(metrics.split("seq2seq_batch_sentences_count ")[1].split()[0])
     assert batches < clients * per_client  # requests were batched together
+
+
+# ---------------------------------------------------------------------------------------------- the page
+
+def find_chromium() -> str | None:
+    import os
+    import shutil
+
+    found = os.environ.get("SEQ2SEQ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def alpha(css_colour: str) -> float:
+    """The alpha of a computed `rgb(...)` / `rgba(...)` colour."""
+    parts = css_colour[css_colour.index("(") + 1: -1].split(",")
+    return float(parts[3]) if len(parts) == 4 else (0.0 if css_colour == "rgba(0, 0, 0, 0)" else 1.0)
+
+
+@pytest.mark.slow
+def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(models):
+    """Headless Debian chromium through Playwright: translate, hover a French piece (the English pieces lit
+    are those /attention weighs most), click for the heatmap, switch layers, samples that follow the
+    temperature slider, both models side by side, and an API error shown as a message."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no chromium executable (apt-get install chromium, or set SEQ2SEQ_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with live_server(create_app(models, Limits(max_sentence_chars=200))) as (_, _, url), \
+            sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#compare-box")  # two models are served
+        page.fill("#source", "The cat sees a dog.")
+        page.click("#translate")
+        panel = page.locator('.panel[data-model="default"]')
+        panel.locator(".source .piece.marker").wait_for()  # the attention has come: the source shows </s>
+        targets = panel.locator(".target .piece")
+        assert "".join(targets.all_inner_texts()[:-1]).strip() == "Le chat voit un chien."
+        assert panel.locator(".confidence").inner_text().startswith("confidence: mean log-probability")
+        attention = httpx.post(f"{url}/attention", json={"text": "The cat sees a dog."}).json()
+        j = attention["target_pieces"].index("\u2581chat")
+        check_spotlight(panel, targets.nth(j), attention["layers"][-1][j])
+        assert attention["source_pieces"][int(panel.locator(".source .piece.top").get_attribute("data-index"))] == "\u2581cat"
+        targets.nth(j).click()
+        assert panel.locator(".heatmap tbody tr").count() == len(attention["target_pieces"])
+        panel.locator("select.layer").select_option("0")
+        check_spotlight(panel, targets.nth(j), attention["layers"][0][j])
+
+        slider = page.locator("#temperature")
+        slider.focus()
+        for _ in range(5):
+            page.keyboard.press("ArrowLeft")
+        assert page.inner_text("#temperature-value") == "0.5"
+        page.click("#sample")
+        page.wait_for_function("document.querySelectorAll('#samples li').length === 5")
+        assert all(t.startswith("T = 0.5, seed") for t in page.locator("#samples li").all_inner_texts())
+        slider.focus()
+        page.keyboard.press("ArrowRight")  # the samples on show are drawn again at 0.6
+        page.wait_for_function("[...document.querySelectorAll('#samples li')].every(li => li.textContent.startsWith('T = 0.6'))")
+
+        page.check("#compare")
+        page.locator('.panel[data-model="gpt"] .source .piece.marker').wait_for()
+        assert page.locator(".panel").count() == 2
+        gpt = page.locator('.panel[data-model="gpt"]')
+        gpt_attention = httpx.post(f"{url}/attention", json={"text": "The cat sees a dog.", "model": "gpt"}).json()
+        check_spotlight(gpt, gpt.locator(".target .piece").nth(1), gpt_attention["layers"][-1][1])
+
+        page.fill("#source", "word " * 60)
+        page.click("#translate")
+        page.wait_for_selector("#error:not([hidden])")
+        assert page.inner_text("#error") == "Error 422: a sentence of 300 characters: at most 200 per sentence"
+        browser.close()
+
+
+def check_spotlight(panel, target_piece, row: list[float]) -> None:
+    """Hovering `target_piece` lights each source piece with its /attention weight: same weights, same order."""
+    target_piece.hover()
+    sources = panel.locator(".source .piece")
+    shown = [float(w) for w in sources.evaluate_all("spans => spans.map(s => s.dataset.weight)")]
+    assert shown == pytest.approx(row, abs=1e-5)
+    lit = [alpha(c) for c in sources.evaluate_all("spans => spans.map(s => getComputedStyle(s).backgroundColor)")]
+    by_light = sorted(range(len(lit)), key=lambda i: -lit[i])[:3]
+    by_weight = sorted(range(len(row)), key=lambda i: -row[i])[:3]
+    assert by_light == by_weight
+    assert lit[by_weight[0]] == pytest.approx(1.0, abs=1e-3)
