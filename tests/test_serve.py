@@ -430,3 +430,52 @@ def check_spotlight(panel, target_piece, row: list[float]) -> None:
     by_weight = sorted(range(len(row)), key=lambda i: -row[i])[:3]
     assert by_light == by_weight
     assert lit[by_weight[0]] == pytest.approx(1.0, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- the command and the bench
+
+def test_the_command_s_defaults_are_the_limits_defaults():
+    from seq2seq.commands.serve import DEFAULT_LIMITS
+
+    assert DEFAULT_LIMITS == {k: v for k, v in vars(Limits()).items() if k != "batching"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "a=x", "--model", "a=y"], "the name 'a' is given twice"),
+    (["--model", "a b=x"], "a name is letters, digits"),
+    (["--model", "missing/dir"], "model directory not found"),
+    (["--max-queue", "0"], "must be positive"),
+    (["--port", "70000"], "--port 70000"),
+])
+def test_serve_refuses_bad_options_in_one_line(run_dir, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", *(["--model", str(run_dir / "model")] if args[0] != "--model" else []), *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_seq2seq_serve_answers_curl_s_request_then_exits_cleanly_on_sigterm_and_the_bench_runs(run_dir):
+    from seq2seq.bench.report import _table
+    from seq2seq.bench.serve import markdown, measure, server
+
+    many = [en for en, _ in toy_pairs(64, seed=3)]
+    with server(run_dir / "model", threads=1) as (proc, url), ThreadPoolExecutor(1) as pool:
+        r = httpx.post(f"{url}/translate", content='{"text": "The cat sees a dog."}',
+                       headers={"content-type": "application/json"})
+        assert r.json()["results"][0]["hypotheses"][0]["text"] == "Le chat voit un chien."
+        assert "<title>" in httpx.get(url).text
+        in_flight = pool.submit(httpx.post, f"{url}/translate", json={"text": many, "beam": 8}, timeout=60)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert len(in_flight.result().json()["results"]) == 64  # answered before the server went
+    assert proc.returncode == -signal.SIGTERM  # uvicorn, done, re-raises the signal it caught
+    sentences = [en for en, _ in toy_pairs(12, seed=5)]
+    figures = measure(run_dir / "model", sentences, threads=1, rss_requests=40, clients=(1, 4), log=lambda m: None)
+    assert [(r["server"], r["clients"], r["requests"]) for r in figures["rows"]] == [
+        ("dynamic batching", 1, 12), ("dynamic batching", 4, 12), ("batch of 1", 1, 12), ("batch of 1", 4, 12)]
+    assert all(r["sentences_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in figures["rows"])
+    assert figures["ceiling"]["sentences"] == 12 and len(figures["memory"]["samples"]) == 10
+    text = "\n".join(markdown({**figures, "test_set": "toy", "weights": "tiny"}, _table))
+    assert "| dynamic batching | 4 |" in text and "at 4 clients" in text and "RSS over 40 requests" in text

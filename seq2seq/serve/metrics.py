@@ -43,8 +43,14 @@ class Metrics:
 
     def percentile(self, q: float) -> float:
         with self._lock:
-            values = sorted(self._recent)
-        return values[min(len(values) - 1, int(len(values) * q / 100))] if values else 0.0
+            values = list(self._recent)
+        return percentile(values, q)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (nearest rank) of `values`; 0 for none."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q / 100))] if values else 0.0
