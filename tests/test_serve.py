@@ -347,14 +347,6 @@ def test_fifty_concurrent_clients_each_get_their_own_answers(models):
 
 # ---------------------------------------------------------------------------------------------- the page
 
-def find_chromium() -> str | None:
-    import os
-    import shutil
-
-    found = os.environ.get("SEQ2SEQ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    return found if found and os.access(found, os.X_OK) else None
-
-
 def alpha(css_colour: str) -> float:
     """The alpha of a computed `rgb(...)` / `rgba(...)` colour."""
     parts = css_colour[css_colour.index("(") + 1: -1].split(",")
@@ -366,6 +358,8 @@ def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(m
     """Headless Debian chromium through Playwright: translate, hover a French piece (the English pieces lit
     are those /attention weighs most), click for the heatmap, switch layers, samples that follow the
     temperature slider, both models side by side, and an API error shown as a message."""
+    from seq2seq.bench.serve import find_chromium
+
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no chromium executable (apt-get install chromium, or set SEQ2SEQ_CHROMIUM)")

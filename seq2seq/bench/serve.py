@@ -34,13 +34,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(model_dir, threads: int, batching: bool = True):
-    """A `seq2seq serve` process on a free port: (process, base URL); SIGTERM at the end."""
+def server(models, threads: int, batching: bool = True):
+    """A `seq2seq serve` process on a free port for a model directory (or a list of `[NAME=]DIR`):
+    (process, base URL); SIGTERM at the end."""
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "seq2seq", "serve", "--model", str(model_dir), "--port", str(port),
-               "--threads", str(threads), "--max-queue", "100000", *([] if batching else ["--no-batching"])]
+    specs = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
+    command = [sys.executable, "-m", "seq2seq", "serve", *(a for spec in specs for a in ("--model", spec)),
+               "--port", str(port), "--threads", str(threads), "--max-queue", "100000",
+               *([] if batching else ["--no-batching"])]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         url = f"http://127.0.0.1:{port}"
@@ -167,3 +170,12 @@ def markdown(s: dict, table) -> list[str]:
                 + ", ".join(f"{rss:,.0f} MiB after {n:,}" for n, rss in picks) + ".", ""]
     out += [f"- {line}" for line in targets(s)]
     return out + [""]
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium (or $SEQ2SEQ_CHROMIUM), which Playwright drives; None when there is none."""
+    import os
+    import shutil
+
+    found = os.environ.get("SEQ2SEQ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return found if found and os.access(found, os.X_OK) else None
