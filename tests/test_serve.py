@@ -193,7 +193,7 @@ def chunked(size: int):
 
 BAD = [  # (method, path, body, headers, status, what the message says)
     ("post", "/translate", b'{"text": ', None, 400, "malformed JSON"),
-    ("post", "/translate", b'{"text": "caf\xe9"}', None, 400, "not valid UTF-8"),
+    ("post", "/translate", b"{\"text\": \"caf\xe9\"}", None, 400, "not valid UTF-8 (invalid continuation byte at byte 13)"),
     ("post", "/translate", b"", None, 422, "Field required"),
     ("post", "/translate", b'["a"]', None, 422, "valid dictionary"),
     ("post", "/translate", {"text": 3}, None, 422, "valid string"),
@@ -450,7 +450,7 @@ def test_serve_refuses_bad_options_in_one_line(run_dir, capsys, args, message):
 
 
 @pytest.mark.slow
-def test_seq2seq_serve_answers_curl_s_request_then_exits_cleanly_on_sigterm_and_the_bench_runs(run_dir):
+def test_seq2seq_serve_answers_curl_then_finishes_its_work_on_sigterm_and_the_bench_runs(run_dir):
     from seq2seq.bench.report import _table
     from seq2seq.bench.serve import markdown, measure, server
 
