@@ -28,7 +28,7 @@ from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
-from seq2seq.serve.schemas import Limits, Settings  # noqa: E402
+from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
 from tests.conftest import compose_config, toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
 
@@ -101,6 +101,7 @@ def test_one_result_per_input_in_order_and_an_empty_input_gives_an_empty_result(
     assert results[1] == {"source": "", "source_pieces": [], "hypotheses": [], "timing": results[1]["timing"]}
     one = client.post("/translate", json={"text": "Woman sleeps."}).json()["results"]
     assert len(one) == 1 and one[0]["hypotheses"] == results[3]["hypotheses"]
+    assert client.post("/translate", json={"text": []}).json() == {"model": "default", "results": []}
 
 
 @pytest.mark.parametrize("options, flags", [
@@ -155,7 +156,7 @@ def test_attention_gives_every_layer_and_one_layer_s_heads_for_both_kinds(client
         a = r.json()
         translator = models[name].translator
         source = translator.split(["The cat sees a dog."])[0][0]
-        target = search(translator, ["The cat sees a dog."], Settings(beam=1))[0].hypotheses[0].tokens
+        target = search(translator, [Row("The cat sees a dog.")], Settings(beam=1))[0].hypotheses[0].tokens
         assert a["source_pieces"][:-1] == translator.tokenizer.id_to_piece(source)
         assert a["target_pieces"] == translator.tokenizer.id_to_piece(target) + ["</s>"]
         expected = cross_attention(translator.model, source, target, layer=None, average_heads=False)  # (L, h, T, S)
@@ -313,7 +314,7 @@ def test_fifty_concurrent_clients_each_get_their_own_answers(models):
     expected = {}
     for ask in (a for client_asks in asks for a in client_asks):
         settings = Settings(beam=ask.get("beam", 1), temperature=ask.get("temperature"))
-        found = search(translator, [ask["text"]], settings, [ask.get("seed")])[0]
+        found = search(translator, [Row(ask["text"], ask.get("seed"))], settings)[0]
         expected[json.dumps(ask, sort_keys=True)] = (found.text, found.hypotheses[0].score)
     app = create_app(models, Limits(max_queue=1000))
 

@@ -163,10 +163,8 @@ def add_routes(app: FastAPI) -> None:
         check_text(texts, limits)
         settings, translator = body.settings(), model.translator
         tokens = sum(len(ids) + 1 for line in translator.split(texts) for ids in line)
-        run = lambda rows: search(translator, [t for t, _ in rows], settings, [s for _, s in rows],  # noqa: E731
-                                  limits.max_batch_tokens)
-        found, timing = await submit(request, Job(("translate", body.model, settings), list(zip(texts, body.seeds())),
-                                                  tokens, run))
+        run = lambda rows: search(translator, rows, settings, limits.max_batch_tokens)  # noqa: E731
+        found, timing = await submit(request, Job(("translate", body.model, settings), body.rows(), tokens, run))
         return {"model": body.model, "results": [record(t, timing, settings.alignments) for t in found]}
 
     @app.post("/attention", summary="One sentence's translation and its cross-attention weights")

@@ -6,19 +6,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seq2seq.serve.schemas import Settings
+from seq2seq.serve.schemas import Row, Settings
 
 
-def search(translator, texts: list[str], settings: Settings, seeds: list[int | None] | None = None,
-           batch_tokens: int | None = None):
-    """Translations of `texts` (in order) with `settings`; sentence i samples from its own seeds[i]."""
-    options = {"nbest": settings.nbest, "alignments": settings.alignments, "batch_size": max(1, len(texts)),
+def search(translator, rows: list[Row], settings: Settings, batch_tokens: int | None = None):
+    """Translations of `rows` (in order) with `settings`; each row samples from a generator of its own seed."""
+    options = {"nbest": settings.nbest, "alignments": settings.alignments, "batch_size": max(1, len(rows)),
                "batch_tokens": batch_tokens}
     if settings.temperature is None:
         options["beam"] = settings.beam
     else:
-        options.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p, seed=seeds)
-    return translator.translate_full(texts, **options)
+        options.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                       seed=[row.seed for row in rows])
+    return translator.translate_full([row.text for row in rows], **options)
 
 
 @dataclass
@@ -90,7 +90,7 @@ def attention(served: ServedModel, text: str, beam: int, layer: int) -> dict:
         raise ValueError(f"text is longer than the model's {translator.max_source_pieces} source pieces")
     if not -layers <= layer < layers:
         raise ValueError(f"layer {layer}: the model has {layers} layers (0 to {layers - 1}, or -1 to -{layers})")
-    translation = search(translator, [text], Settings(beam=beam))[0]
+    translation = search(translator, [Row(text)], Settings(beam=beam))[0]
     maps = attention_maps(translator.model, source, [translation.hypotheses[0].tokens])[0]
     cross = maps.cross  # (layers, heads, T, S)
     tokenizer = translator.tokenizer

@@ -1,7 +1,7 @@
 """What a client may send: unknown fields are refused, types are strict, ranges are checked.
 
-The settings a batch shares (`Settings`) are kept apart from what varies per sentence (text, seed), so
-that requests asking for the same search can be decoded together.
+The settings a batch shares (`Settings`) are kept apart from what varies per sentence (`Row`: text,
+seed), so that requests asking for the same search can be decoded together.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ class Settings:
     top_k: int = 0
     top_p: float = 1.0
     alignments: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    """What varies per sentence within a batch (a target prefix or constraints would join the seed here)."""
+
+    text: str
+    seed: int | None = None
 
 
 class Strict(BaseModel):
@@ -77,10 +85,10 @@ class TranslateRequest(Strict):
                         top_k=self.top_k if sampling else 0, top_p=self.top_p if sampling else 1.0,
                         alignments=self.alignments)
 
-    def seeds(self) -> list[int | None]:
-        if self.seed is None:
-            return [None] * len(self.texts)
-        return [(self.seed + i) % (MAX_SEED + 1) for i in range(len(self.texts))]
+    def rows(self) -> list[Row]:
+        """One Row per input; input i samples with seed + i."""
+        return [Row(text, None if self.seed is None else (self.seed + i) % (MAX_SEED + 1))
+                for i, text in enumerate(self.texts)]
 
 
 class AttentionRequest(Strict):
