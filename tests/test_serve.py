@@ -196,6 +196,7 @@ BAD = [  # (method, path, body, headers, status, what the message says)
     ("post", "/translate", b'{"text": ', None, 400, "malformed JSON"),
     ("post", "/translate", b"{\"text\": \"caf\xe9\"}", None, 400, "not valid UTF-8 (invalid continuation byte at byte 13)"),
     ("post", "/translate", b"", None, 422, "Field required"),
+    ("post", "/translate", "form", None, 422, "the body must be a JSON object, sent with content-type: application/json"),
     ("post", "/translate", b'["a"]', None, 422, "valid dictionary"),
     ("post", "/translate", {"text": 3}, None, 422, "valid string"),
     ("post", "/translate", {"text": "a", "beam": "4"}, None, 422, "beam: Input should be a valid integer"),
@@ -231,6 +232,8 @@ def test_a_bad_request_gets_a_one_line_json_error_and_the_server_stays_up(client
     kwargs = {}
     if isinstance(body, dict):
         kwargs["json"] = body
+    elif body == "form":  # what `curl -d` sends without -H
+        kwargs["data"] = {"text": "Dog."}
     elif body == "chunked":
         kwargs["content"], kwargs["headers"] = chunked(20_000), {"content-type": "application/json"}
     elif body is not None:
@@ -257,6 +260,7 @@ def test_a_full_queue_gets_503_with_retry_after_and_the_queued_requests_are_answ
         wait_until(lambda: batcher.busy)
         queued = [pool.submit(client.post, "/translate", json={"text": s, "beam": 2}) for s in ("Cat.", "Man.")]
         wait_until(lambda: len(batcher.waiting) == SMALL.max_queue)
+        assert client.get("/health").status_code == 200  # the event loop answers while the worker is busy
         refused = client.post("/translate", json={"text": "Woman."})
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert refused.json()["error"].startswith("server busy")

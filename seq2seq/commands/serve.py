@@ -81,5 +81,7 @@ def run(args) -> None:
             raise UserError(f"--threads must be at least 1 (got {args.threads})")
         torch.set_num_threads(args.threads)
     app = create_app(load_models(args), limits)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        warn(f"warning: listening on {args.host}: anyone who can reach this machine there can use the service")
     warn(f"serving on http://{args.host}:{args.port}/ (API docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30)

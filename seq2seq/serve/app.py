@@ -85,6 +85,8 @@ def validation_message(errors: list[dict]) -> tuple[int, str]:
     if first["type"] == "json_invalid":
         return 400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}"
     where = ".".join(str(p) for p in first["loc"] if p != "body")
+    if not where and isinstance(first.get("input"), (bytes, str)):  # a body sent as something other than JSON
+        return 422, "the body must be a JSON object, sent with content-type: application/json"
     if first["type"] == "extra_forbidden":
         message = f"unknown field {where!r}"
     else:
