@@ -86,7 +86,7 @@ def live_server(app):
 
 
 def hypotheses(response) -> list[list[dict]]:
-    return [[{k: v for k, v in h.items()} for h in r["hypotheses"]] for r in response.json()["results"]]
+    return [r["hypotheses"] for r in response.json()["results"]]
 
 
 # ---------------------------------------------------------------------------------------------- answers
