@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
@@ -244,6 +246,23 @@ def test_a_bad_request_gets_a_one_line_json_error_and_the_server_stays_up(client
     assert message in r.json()["error"]
     assert client.get("/health").status_code == 200
     assert client.post("/translate", json={"text": "Dog."}).status_code == 200
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                           max_leaves=6)
+FIELDS = ["text", "model", "beam", "nbest", "temperature", "top_k", "top_p", "seed", "alignments", "layer", "other"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES | st.sampled_from([1, 2, 0.5, "Dog.", "default"]),
+                            max_size=5),
+       path=st.sampled_from(["/translate", "/attention"]))
+def test_any_json_body_gets_an_answer_or_a_one_line_error_never_a_crash(client, body, path):
+    r = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 404, 422), r.text
+    if r.status_code != 200:
+        assert list(r.json()) == ["error"] and "\n" not in r.json()["error"]
 
 
 def test_a_model_path_in_a_request_is_refused(client, run_dir):
