@@ -8,10 +8,10 @@ STAMP := $(VENV_DIR)/.seq2seq-installed
 TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
 
-.PHONY: install data train translate evaluate attention compare bench gpu-check test clean help
+.PHONY: install data train translate evaluate attention serve compare bench gpu-check test clean help
 
 help:
-	@echo "make install | data | train | translate TEXT=... | evaluate | attention TEXT=... | compare | bench | gpu-check | test"
+	@echo "make install | data | train | translate TEXT=... | evaluate | attention TEXT=... | serve | compare | bench | gpu-check | test"
 	@echo "Pass Hydra overrides or CLI flags with ARGS=\"...\""
 
 install: $(STAMP)
@@ -38,6 +38,9 @@ evaluate: $(STAMP)
 
 attention: $(STAMP)
 	$(PY) -m seq2seq attention $(ARGS) "$(TEXT)"
+
+serve: $(STAMP)
+	$(PY) -m seq2seq serve $(ARGS)
 
 SIZES ?= small
 SEEDS ?= 1

@@ -24,6 +24,7 @@ ARGPARSE_COMMANDS = {
     "translate": ("translate", "translate sentences (arguments, stdin or -i FILE)"),
     "evaluate": ("evaluate", "score a model on the test sets or on your own files"),
     "attention": ("attention", "draw attention maps for one sentence"),
+    "serve": ("serve", "translate over HTTP, with a web page (FastAPI + uvicorn)"),
     "tokenize": ("tokenize", "show the SentencePiece pieces and ids of a text"),
     "average": ("average", "average checkpoints (paper §6.1)"),
     "params": ("params", "print parameter counts of model configs"),

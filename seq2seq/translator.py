@@ -129,6 +129,8 @@ class Translator:
 
         `alignments`: per hypothesis, the source piece each target piece attends to most (cross-attention
         of `alignment_layer`, heads averaged). `explain`: the best hypothesis step by step (`Step`).
+        `seed`: one seed for the call, or a list of one seed (or None) per sentence, each of which then
+        samples the same whatever else is in the call.
         """
         if temperature is None and not 1 <= nbest <= beam:
             raise ValueError(f"nbest ({nbest}) must be between 1 and the beam size ({beam})")
@@ -137,9 +139,7 @@ class Translator:
         parts = self.split(sentences)
         units = [_Unit(ids) for line in parts for ids in line]
         order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
-        generator = None
-        if temperature is not None and seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
+        generator = self._generators(seed, parts) if temperature is not None else None
         with autocast(self.precision, self.device):
             for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
                 batch = [units[i] for i in chunk]
@@ -153,8 +153,9 @@ class Translator:
                         self._explain_by_rescoring(batch)
                 else:
                     recorder = _StepRecorder() if explain else None
+                    rows = [generator[i] for i in chunk] if isinstance(generator, list) else generator
                     found = sample(self.model, src, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   generator=generator, observer=recorder, **kwargs)
+                                   generator=rows, observer=recorder, **kwargs)
                     for row, (u, hyp) in enumerate(zip(batch, found)):
                         u.hyps = [hyp]
                         if explain:
@@ -166,6 +167,15 @@ class Translator:
             results.append(self._merge(sentence, units[k:k + len(line)], alignments))
             k += len(line)
         return results
+
+    def _generators(self, seed, parts: list[list[list[int]]]):
+        """One generator for an int seed; for a list of seeds, one per part of each line (None: unseeded)."""
+        if seed is None or not isinstance(seed, (list, tuple)):
+            return None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+        if len(seed) != len(parts):
+            raise ValueError(f"{len(seed)} seeds for {len(parts)} sentences")
+        make = lambda s: torch.Generator(device=self.device).manual_seed(s % 2**63)  # noqa: E731
+        return [None if s is None else make(s + k * 1_000_003) for s, line in zip(seed, parts) for k in range(len(line))]
 
     def translate(self, sentences: list[str] | str, **kwargs) -> list[str] | str:
         """Best translation of each sentence, in input order (one string in, one string out)."""

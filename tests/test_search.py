@@ -129,3 +129,16 @@ def test_sampling_is_reproducible_and_temperature_zero_is_greedy():
     assert [h.tokens for h in cold] == [h.tokens for h in greedy(model, src, max_len_b=10)]
     top1 = sample(model, src, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0), max_len_b=10)
     assert [h.tokens for h in top1] == [h.tokens for h in greedy(model, src, max_len_b=10)]
+
+
+def test_a_generator_per_row_makes_each_row_sample_as_it_would_alone():
+    model = random_tiny_model(3)
+    sentences = [[7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    rows = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    batched = sample(model, model.make_source(sentences), 1.0, generator=rows([5, 6, 7]), max_len_b=10)
+    for sent, seed, hyp in zip(sentences, [5, 6, 7], batched):
+        alone = sample(model, model.make_source([sent]), 1.0, generator=rows([seed]), max_len_b=10)[0]
+        assert hyp.tokens == alone.tokens
+        assert hyp.logprob == pytest.approx(alone.logprob, abs=1e-5)
+    other = sample(model, model.make_source(sentences), 1.0, generator=rows([5, 99, 7]), max_len_b=10)
+    assert other[0].tokens == batched[0].tokens and other[2].tokens == batched[2].tokens

@@ -174,6 +174,15 @@ def test_sampling_is_reproducible_with_a_seed(trained):
     assert a != trained.translate(sources, temperature=1.5, seed=12)
 
 
+def test_a_seed_per_sentence_samples_it_alike_whatever_the_other_sentences(trained):
+    sources = ["The cat sees a dog.", "A man eats the red ball.", "The small woman runs."]
+    together = trained.translate(sources, temperature=1.5, seed=[3, 4, None])
+    assert together[:2] == [trained.translate([s], temperature=1.5, seed=[k])[0] for s, k in zip(sources, [3, 4])]
+    assert together[1] == trained.translate(["Dog.", sources[1]], temperature=1.5, seed=[9, 4])[1]
+    with pytest.raises(ValueError, match="2 seeds for 3 sentences"):
+        trained.translate(sources, temperature=1.0, seed=[1, 2])
+
+
 def test_alignments_follow_the_word_for_word_toy_translation(trained):
     sources = [en for en, _ in toy_pairs(40, seed=99)]
     found = trained.translate_full(sources, beam=4, alignments=True)

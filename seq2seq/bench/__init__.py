@@ -7,6 +7,8 @@
    outputs agree (decoding.py).
 3. Peak RSS of each measurement, each implementation in a process of its own, all called in turns
    (measure.py); `seq2seq translate` over a long input, showing memory stays bounded.
+4. `seq2seq serve` under 1, 8 and 64 concurrent clients, with dynamic batching and batch of 1, beside
+   `seq2seq translate` on the same sentences, and the server's memory over many requests (serve.py).
 
 Prints the table with ratios and appends it, dated, to docs/BENCHMARKS.md (report.py). Only ratios mean
 anything on a shared machine. `--quick` is a smoke run.
@@ -24,10 +26,10 @@ from pathlib import Path
 from seq2seq.config import compose
 
 QUICK = dict(models="transformer_small,gpt_small", batches=2, warmup=1, batch_tokens=2000, sentences=16, repeat=1,
-             translate_lines=500)
+             translate_lines=500, serve_sentences=16, serve_requests=200)
 FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None, sentences=None,
-            repeat=2, translate_lines=100_000)
-SECTIONS = ("training", "decoding", "translate")
+            repeat=2, translate_lines=100_000, serve_sentences=256, serve_requests=10_000)
+SECTIONS = ("training", "decoding", "translate", "serve")
 TEST_SET = "multi30k/test_2016_flickr"
 
 
@@ -46,6 +48,10 @@ def parse_args(argv):
     p.add_argument("--decode-config", default="transformer_small", help="model config for random-init decoding weights")
     p.add_argument("--translate-lines", type=int, help="lines for the translate memory check (default 100000; quick 500)")
     p.add_argument("--translate-config", default="transformer_tiny", help="model config for the translate memory check")
+    p.add_argument("--serve-sentences", type=int, help="sentences sent to `seq2seq serve` at each load (default 256; quick 16)")
+    p.add_argument("--serve-clients", default="1,8,64", help="concurrent clients, comma-separated (default 1,8,64)")
+    p.add_argument("--serve-requests", type=int,
+                   help="requests over which the server's RSS is sampled (default 10000; quick 200; 0: none)")
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out (repeatable)")
     p.add_argument("--data", type=Path, help="prepared data directory (default: the config's data.out_dir)")
     p.add_argument("--tokenizer", type=Path, help="SentencePiece model (default: the data step's for the default config)")
@@ -129,25 +135,34 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
                 f"peak RSS {row['peak_rss_mib']:,.0f} MiB")
 
 
-def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench import decoding
+def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
+    """(the model directory to decode with, how the report names its weights): --model, else the latest
+    trained run, else random-init weights of --decode-config."""
     from seq2seq.errors import UserError
     from seq2seq.commands.common import default_model_dir
+
+    if args.model is not None:
+        return args.model, f"`{args.model}`"
+    try:
+        model_dir = default_model_dir()
+        return model_dir, f"`{model_dir}` (the latest trained run)"
+    except UserError:  # no trained run: random weights still time the same work
+        model_dir = work / "decode_model"
+        if not model_dir.is_dir():
+            random_model_dir(args.decode_config, tokenizer, model_dir)
+        return model_dir, (f"random-init {args.decode_config} (no trained model found, so outputs run to the length "
+                           "cap: speeds per token, not per realistic sentence)")
+
+
+def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
+    from seq2seq.bench import decoding
     from seq2seq.data.prepare import read_split
     from seq2seq.data.text import clean
     from seq2seq.decode.search import max_lengths
     from seq2seq.export import ExportError, export
     from seq2seq.model.directory import load_model_dir
 
-    model_dir, weights = args.model, f"`{args.model}`"
-    if model_dir is None:
-        try:
-            model_dir = default_model_dir()
-            weights = f"`{model_dir}` (the latest trained run)"
-        except UserError:  # no trained run: random weights still time the same work
-            model_dir = random_model_dir(args.decode_config, tokenizer, work / "decode_model")
-            weights = (f"random-init {args.decode_config} (no trained model found, so outputs run to the length "
-                       "cap: speeds per token, not per realistic sentence)")
+    model_dir, weights = decode_model_dir(args, tokenizer, work)
     model, model_tokenizer, _ = load_model_dir(model_dir)
     sources = read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0][: args.sentences]
     ids = model_tokenizer.encode([clean(s) for s in sources])
@@ -194,6 +209,17 @@ def run_translate(args, cfg, tokenizer, results, work: Path, log) -> None:
     log(f"translate {row['lines']:,} lines in {row['seconds']:.0f} s, peak RSS {row['peak_rss_mib']:,.0f} MiB")
 
 
+def run_serve(args, cfg, tokenizer, results, work: Path, log) -> None:
+    from seq2seq.bench import serve
+    from seq2seq.data.prepare import read_split
+
+    model_dir, weights = decode_model_dir(args, tokenizer, work)
+    sources = [s for s in read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0] if s.strip()]
+    clients = [int(n) for n in args.serve_clients.split(",")]
+    results["serve"] = {**serve.measure(model_dir, sources[: args.serve_sentences], args.threads, args.serve_requests,
+                                        clients, log), "test_set": TEST_SET, "weights": weights}
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -220,6 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
                 run_decoding(args, cfg, tokenizer, results, Path(tmp), log)
             if "translate" not in args.skip:
                 run_translate(args, cfg, tokenizer, results, Path(tmp), log)
+            if "serve" not in args.skip:
+                run_serve(args, cfg, tokenizer, results, Path(tmp), log)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -114,6 +114,10 @@ def markdown(results: dict) -> str:
         out += _table(["lines translated", "RSS (MiB)"], 0,
                       [[f"{n:,}", f"{rss:,.0f}"] for n, rss in picks] + [["peak", f"{tr['peak_rss_mib']:,.0f}"]])
         out.append("")
+    if "serve" in results:
+        from seq2seq.bench.serve import markdown as serve_markdown
+
+        out += serve_markdown(results["serve"], _table)
     lines = targets(results)
     if lines:
         out += ["### Targets (issue 7)", ""] + [f"- {line}" for line in lines] + [""]

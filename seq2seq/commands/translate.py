@@ -165,15 +165,7 @@ class Formatter:
         return "\t".join(fields)
 
     def record(self, t, timing: dict) -> dict:
-        hyps = []
-        for k, (text, hyp) in enumerate(zip(t.texts, t.hypotheses)):
-            entry = {"text": text, "pieces": t.pieces[k], "score": round(hyp.score, 4), "logprob": round(hyp.logprob, 4),
-                     "probs": [round(math.exp(lp), 4) for lp in hyp.token_logprobs],
-                     "confidence": round(t.confidence(k), 4) if hyp.token_logprobs else None}
-            if self.alignments:
-                entry["alignment"] = [list(pair) for pair in t.alignments[k]]
-            hyps.append(entry)
-        return {"source": t.source, "source_pieces": t.source_pieces, "hypotheses": hyps, "timing": timing}
+        return record(t, timing, self.alignments)
 
     def explain(self, number: int, t) -> None:
         """The generation loop of the best hypothesis: each step's top candidates, the choice, the running log-probability."""
@@ -190,3 +182,16 @@ class Formatter:
             lines.append(f"    {j:>4}  {piece(s.token):<14} {s.prob:>6.3f} {s.logprob:>7.3f} {running:>8.3f}   {top}")
         lines.append(f"    -> {t.text}   (confidence: mean log p {t.confidence():.3f})")
         warn("\n".join(lines))
+
+
+def record(t, timing: dict, alignments: bool) -> dict:
+    """The `--format jsonl` object of one Translation (also what `seq2seq serve` answers per input)."""
+    hyps = []
+    for k, (text, hyp) in enumerate(zip(t.texts, t.hypotheses)):
+        entry = {"text": text, "pieces": t.pieces[k], "score": round(hyp.score, 4), "logprob": round(hyp.logprob, 4),
+                 "probs": [round(math.exp(lp), 4) for lp in hyp.token_logprobs],
+                 "confidence": round(t.confidence(k), 4) if hyp.token_logprobs else None}
+        if alignments:
+            entry["alignment"] = [list(pair) for pair in t.alignments[k]]
+        hyps.append(entry)
+    return {"source": t.source, "source_pieces": t.source_pieces, "hypotheses": hyps, "timing": timing}

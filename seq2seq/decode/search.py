@@ -50,13 +50,15 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch
 
 @torch.no_grad()
 def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           generator: torch.Generator | None = None, max_len_a: float = 1.0, max_len_b: int = 50,
+           generator: torch.Generator | list[torch.Generator | None] | None = None, max_len_a: float = 1.0, max_len_b: int = 50,
            use_cache: bool = True, observer=None) -> list[Hypothesis]:
     """One continuation per row, choosing each next piece from softmax(logits / temperature).
 
     Temperature trades the single most likely next piece for variety: below 1 sharpens the distribution,
     above 1 flattens it, and 0 means always the most likely piece (greedy). `observer(step, logprobs,
     chosen)` sees every step's distribution (after temperature) and choice, for `translate --explain`.
+    `generator` may be a list with one generator (or None) per row: each row then draws from its own, so
+    its output does not depend on the other rows of the batch.
     """
     batch = src.size(0)
     limit = max_lengths(model, src, max_len_a, max_len_b)
@@ -69,7 +71,7 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
         logprobs = logits.log_softmax(-1)
         if temperature > 0:
             shaped = _filter_top_k_top_p(logits / temperature, top_k, top_p).log_softmax(-1)
-            chosen = torch.multinomial(shaped.exp(), 1, generator=generator).squeeze(1)
+            chosen = _draw(shaped.exp(), generator)
         else:
             shaped, chosen = logprobs, logprobs.argmax(-1)
         chosen = torch.where(t >= limit, torch.full_like(chosen, EOS), chosen)  # length cap: end here
@@ -82,6 +84,13 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
         if finished.all():
             break
     return [_hypothesis(prefix[i, 1:].tolist(), token_logprobs[i].tolist()) for i in range(batch)]
+
+
+def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
+    """One piece per row of `probs`, from one shared generator or from each row's own."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return torch.cat([torch.multinomial(row[None], 1, generator=g)[0] for row, g in zip(probs, generator)])
 
 
 def greedy(model, src, **kwargs) -> list[Hypothesis]:
