@@ -45,7 +45,7 @@ def main() -> None:
         pieces = page.locator(".panel").first.locator(".target .piece")
         texts = pieces.all_inner_texts()
         word = next((i for i, t in enumerate(texts) if args.word in t), 0)
-        page.eval_on_selector("#temperature", f"(el, v) => {{ el.value = v; el.dispatchEvent(new Event('input')); }}",
+        page.eval_on_selector("#temperature", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",
                               args.temperature)
         page.click("#sample")
         page.wait_for_function("document.querySelectorAll('#samples li').length === 5", timeout=120_000)

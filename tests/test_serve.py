@@ -31,7 +31,8 @@ from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
 from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
-from tests.conftest import compose_config, toy_pairs  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
+from tests.conftest import toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
 
 SENTENCES = ["The cat sees a dog.", "", "A man eats the red ball.", "Woman sleeps."]
@@ -51,7 +52,7 @@ def run_dir(toy_tokenizer, tmp_path_factory):
 def models(run_dir, toy_tokenizer, tmp_path_factory):
     """The trained encoder–decoder as `default`, and a random decoder-only twin as `gpt` (no results.json)."""
     torch.manual_seed(0)
-    cfg = compose_config("model=gpt_tiny").model
+    cfg = compose("model=gpt_tiny").model
     gpt_dir = save_model_dir(tmp_path_factory.mktemp("gpt") / "model", build_model(cfg, len(toy_tokenizer)).state_dict(),
                              cfg, len(toy_tokenizer), toy_tokenizer.path)
     return {"default": ServedModel.load("default", run_dir / "model"), "gpt": ServedModel.load("gpt", gpt_dir)}
