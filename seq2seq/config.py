@@ -10,7 +10,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from seq2seq.data.prepare import augment_settings
-from seq2seq.errors import ConfigError, DataError
+from seq2seq.errors import ConfigError, DataError, UserError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -31,6 +31,14 @@ POSITIVE = {  # counts that must be at least 1: the model has no zero-sized part
                 "log_every", "nonfinite_limit"),
 }
 LIMITS = ("max_epochs", "max_minutes", "max_tokens", "max_flops")  # stop conditions that null turns off
+
+
+def model_config(name: str):
+    """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application, without
+    the default experiment's model changes (cpu_small turns dropout off for its own budget)."""
+    if not Path(CONF_DIR, "model", f"{name}.yaml").is_file():
+        raise UserError(f"no model config {name} (conf/model/{name}.yaml); check `sizes` and `systems`")
+    return compose(f"model={name}", "~experiment").model
 
 
 def _number(value) -> bool:

@@ -8,6 +8,7 @@ parts translated separately and joined; a single sentence still too long is trun
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -272,3 +273,16 @@ class _StepRecorder:
         return [Step(int(chosen[row]), float(picked[row].exp()), hyp.token_logprobs[j],
                      list(zip(ids[row].tolist(), values[row].exp().tolist())))
                 for j, (values, ids, picked, chosen) in enumerate(self.records[:n])]
+
+
+def record(t, timing: dict, alignments: bool) -> dict:
+    """The `--format jsonl` object of one Translation (also what `seq2seq serve` answers per input)."""
+    hyps = []
+    for k, (text, hyp) in enumerate(zip(t.texts, t.hypotheses)):
+        entry = {"text": text, "pieces": t.pieces[k], "score": round(hyp.score, 4), "logprob": round(hyp.logprob, 4),
+                 "probs": [round(math.exp(lp), 4) for lp in hyp.token_logprobs],
+                 "confidence": round(t.confidence(k), 4) if hyp.token_logprobs else None}
+        if alignments:
+            entry["alignment"] = [list(pair) for pair in t.alignments[k]]
+        hyps.append(entry)
+    return {"source": t.source, "source_pieces": t.source_pieces, "hypotheses": hyps, "timing": timing}

@@ -105,7 +105,7 @@ def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     from seq2seq.model.build import build_model
     from seq2seq.model.directory import save_model_dir
 
-    from seq2seq.compare.run import model_config
+    from seq2seq.config import model_config
 
     cfg = model_config(config)
     torch.manual_seed(1)
@@ -116,7 +116,7 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
     from seq2seq.bench import training
     from seq2seq.bench.peers import IMPLEMENTATIONS
     from seq2seq.data.batching import layout_of
-    from seq2seq.compare.run import model_config
+    from seq2seq.config import model_config
     from seq2seq.data.sets import active_sets, encode_pairs, read_sets
 
     names = active_sets(cfg.data, "train_sets")
@@ -139,7 +139,7 @@ def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
     """(the model directory to decode with, how the report names its weights): --model, else the latest
     trained run, else random-init weights of --decode-config."""
     from seq2seq.errors import UserError
-    from seq2seq.commands.common import default_model_dir
+    from seq2seq.model.directory import default_model_dir
 
     if args.model is not None:
         return args.model, f"`{args.model}`"

@@ -12,7 +12,6 @@ target piece T, counted from 0). --format jsonl prints one JSON object per line 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from itertools import islice
@@ -21,6 +20,7 @@ from pathlib import Path
 from seq2seq.errors import UserError
 from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, load_translator,
                                      read_lines, search_options, warn)
+from seq2seq.translator import record
 
 HISTORY = Path.home() / ".seq2seq_history"
 
@@ -182,16 +182,3 @@ class Formatter:
             lines.append(f"    {j:>4}  {piece(s.token):<14} {s.prob:>6.3f} {s.logprob:>7.3f} {running:>8.3f}   {top}")
         lines.append(f"    -> {t.text}   (confidence: mean log p {t.confidence():.3f})")
         warn("\n".join(lines))
-
-
-def record(t, timing: dict, alignments: bool) -> dict:
-    """The `--format jsonl` object of one Translation (also what `seq2seq serve` answers per input)."""
-    hyps = []
-    for k, (text, hyp) in enumerate(zip(t.texts, t.hypotheses)):
-        entry = {"text": text, "pieces": t.pieces[k], "score": round(hyp.score, 4), "logprob": round(hyp.logprob, 4),
-                 "probs": [round(math.exp(lp), 4) for lp in hyp.token_logprobs],
-                 "confidence": round(t.confidence(k), 4) if hyp.token_logprobs else None}
-        if alignments:
-            entry["alignment"] = [list(pair) for pair in t.alignments[k]]
-        hyps.append(entry)
-    return {"source": t.source, "source_pieces": t.source_pieces, "hypotheses": hyps, "timing": timing}

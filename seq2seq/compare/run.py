@@ -27,7 +27,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from seq2seq.config import CONF_DIR, compose
+from seq2seq.config import model_config
 from seq2seq.errors import UserError
 
 log = logging.getLogger("seq2seq.compare")
@@ -46,14 +46,6 @@ class System:
     @property
     def name(self) -> str:
         return f"{self.label}_{self.size}_s{self.seed}"
-
-
-def model_config(name: str):
-    """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application, without
-    the default experiment's model changes (cpu_small turns dropout off for its own budget)."""
-    if not Path(CONF_DIR, "model", f"{name}.yaml").is_file():
-        raise UserError(f"no model config {name} (conf/model/{name}.yaml); check `sizes` and `systems`")
-    return compose(f"model={name}", "~experiment").model
 
 
 def budget_overrides(cfg, size: str) -> dict:

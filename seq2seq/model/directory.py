@@ -17,12 +17,21 @@ from omegaconf import OmegaConf
 
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.build import build_model
-from seq2seq.errors import CheckpointError, ModelDirError
+from seq2seq.errors import CheckpointError, ModelDirError, UserError
 from seq2seq.io import load, save, write_text
 
 REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "attention_dropout", "activation_dropout", "norm",
                  "tie_embeddings", "positional", "max_positions")
 LAYER_KEYS = {"transformer": ("encoder_layers", "decoder_layers"), "gpt": ("layers",)}
+
+
+def default_model_dir(outputs: Path = Path("outputs")) -> Path:
+    """The `model/` of the most recently finished `make train` run (the newest results.json)."""
+    finished = sorted(outputs.glob("*/results.json"), key=lambda p: p.stat().st_mtime) if outputs.is_dir() else []
+    finished = [p.parent / "model" for p in finished if (p.parent / "model" / "model.pt").is_file()]
+    if not finished:
+        raise UserError(f"no trained model found under {outputs}/; train one with `make train` or pass --model DIR")
+    return finished[-1]
 
 
 def save_model_dir(directory, state_dict: dict, model_cfg, vocab_size: int, tokenizer_file) -> Path:

@@ -17,6 +17,7 @@ from seq2seq.serve.batcher import Batcher, Job, Overloaded
 from seq2seq.serve.engine import ServedModel, attention, search
 from seq2seq.serve.metrics import Metrics
 from seq2seq.serve.schemas import AttentionRequest, Limits, TranslateRequest
+from seq2seq.translator import record
 
 STATIC = Path(__file__).resolve().parent / "static"
 ENDPOINTS = ("/translate", "/attention", "/health", "/models", "/metrics", "/")
@@ -159,8 +160,6 @@ async def submit(request: Request, job: Job):
 def add_routes(app: FastAPI) -> None:
     @app.post("/translate", summary="Translate one sentence or a list (the `translate --format jsonl` schema)")
     async def translate(body: TranslateRequest, request: Request):
-        from seq2seq.commands.translate import record
-
         model, limits, texts = served(request, body.model), request.app.state.limits, body.texts
         check_text(texts, limits)
         settings, translator = body.settings(), model.translator
