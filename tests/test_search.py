@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seq2seq.data.tokenizer import BOS, EOS, PAD
+from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.search import beam_search, greedy, length_penalty, sample
 from seq2seq.model.build import build_model
 from tests.conftest import compose_config
@@ -129,3 +129,25 @@ def test_sampling_is_reproducible_and_temperature_zero_is_greedy():
     assert [h.tokens for h in cold] == [h.tokens for h in greedy(model, src, max_len_b=10)]
     top1 = sample(model, src, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0), max_len_b=10)
     assert [h.tokens for h in top1] == [h.tokens for h in greedy(model, src, max_len_b=10)]
+
+
+def test_no_search_emits_pad_bos_or_sep():
+    """A model that prefers <pad>, <s> and <sep> still never gets them into an output, whatever the search."""
+    banned = {PAD, BOS, SEP}
+    prefers_specials = FixedModel({}, default={PAD: 0.3, BOS: 0.25, SEP: 0.2, 5: 0.1, EOS: 0.05})
+    src = torch.tensor([[7, 7, 3], [7, 3, PAD]])
+    outputs = [h.tokens for h in greedy(prefers_specials, src, max_len_b=6)]
+    outputs += [h.tokens for hs in beam_search(prefers_specials, src, beam=3, nbest=3, max_len_b=6) for h in hs]
+    outputs += [h.tokens for h in sample(prefers_specials, src, 5.0, generator=torch.Generator().manual_seed(0), max_len_b=6)]
+    assert not banned & {t for o in outputs for t in o}
+    assert greedy(prefers_specials, src, max_len_b=6)[0].tokens == [5] * 8  # the best piece left, up to the cap (2 + 6)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_hot_sampling_on_both_model_kinds_never_emits_pad_bos_or_sep(name):
+    torch.manual_seed(0)
+    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    src = model.make_source([[7, 8, 9, 10], [11, 12]] * 4)
+    draws = sample(model, src, 100.0, generator=torch.Generator().manual_seed(1), max_len_b=30)
+    pieces = [t for h in draws for t in h.tokens]
+    assert len(pieces) > 50 and not {PAD, BOS, SEP} & set(pieces)  # nearly uniform over 40: ~3/40 would be banned ones

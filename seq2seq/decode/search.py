@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seq2seq.data.tokenizer import EOS, PAD
+from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
+
+BANNED = (PAD, BOS, SEP)  # never part of a translation: padding, the decoder's start, the source/target separator
 
 
 @dataclass
@@ -34,6 +36,12 @@ def max_lengths(model, src: torch.Tensor, a: float, b: int) -> torch.Tensor:
     limit = (model.source_lengths(src).float() * a + b).long().clamp(min=1)
     room = getattr(model, "max_target_pieces", None)  # optional: the pieces the decoder's positions hold
     return limit if room is None else limit.clamp(max=room(src))
+
+
+def ban(scores: torch.Tensor) -> torch.Tensor:
+    """Rule out the BANNED pieces (in place). Log-probabilities are not renormalised, so scores stay the model's."""
+    scores[:, list(BANNED)] = float("-inf")
+    return scores
 
 
 def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -66,7 +74,8 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     for t in range(int(limit.max()) + 1):  # t = pieces generated so far
         logits = model.step(state, prefix).float()
-        logprobs = logits.log_softmax(-1)
+        logprobs = ban(logits.log_softmax(-1))
+        logits = ban(logits)
         if temperature > 0:
             shaped = _filter_top_k_top_p(logits / temperature, top_k, top_p).log_softmax(-1)
             chosen = torch.multinomial(shaped.exp(), 1, generator=generator).squeeze(1)
@@ -120,7 +129,7 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     best_possible_lp = length_penalty(limit.float() + 1, lenpen)  # the longest a hypothesis can get, <eos> included
     for t in range(int(limit.max()) + 1):  # t = pieces generated so far
-        logprobs = model.step(state, prefix).float().log_softmax(-1)
+        logprobs = ban(model.step(state, prefix).float().log_softmax(-1))
         vocab = logprobs.size(-1)
         n = active.numel()
         at_limit = (t >= limit[active]).repeat_interleave(beam)
