@@ -13,6 +13,8 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.decode.config import SearchConfig
+
 
 class _FloatScores:
     """sacreBLEU 2.x bootstrap: a resample scoring exactly 0 yields a Python float among numpy float32s,
@@ -53,14 +55,16 @@ def write_lines(path: str | Path, lines: list[str]) -> None:
 
 
 
-def translate_and_score(translator, sources: list[str], references: list[str], beam: int = 4, bootstrap: int = 0,
-                        **search) -> tuple[list[str], dict]:
-    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry)."""
+def translate_and_score(translator, sources: list[str], references: list[str], search: SearchConfig | None = None,
+                        bootstrap: int = 0, **batching) -> tuple[list[str], dict]:
+    """Translate `sources` (default: beam search as in §6.1) and score them: (hypotheses, results entry).
+    `batching`: batch_size / batch_tokens for `Translator.translate_full`."""
+    search = search or SearchConfig()
     start = time.perf_counter()
-    hypotheses = translator.translate(sources, beam=beam, **search)
+    hypotheses = [t.text for t in translator.translate_full(sources, search, **batching)]
     seconds = time.perf_counter() - start
     entry = score(hypotheses, references, bootstrap)
-    return hypotheses, {**entry, "beam": beam, "precision": translator.precision,
+    return hypotheses, {**entry, "beam": search.beam, "precision": translator.precision,
                         "seconds": round(seconds, 1)}
 
 

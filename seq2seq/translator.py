@@ -15,9 +15,13 @@ import torch
 
 from seq2seq.data.batching import collate, layout_of
 from seq2seq.data.text import clean
+from seq2seq.data.text import SPM_SPACE
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
-from seq2seq.decode.search import Hypothesis, beam_search, sample
+from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.prefix import TargetPrefix, open_piece_mask
+from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
+from seq2seq.decode.search import search as run_search
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TOP = 5  # candidates shown per step by `explain`
@@ -62,10 +66,35 @@ class Translation:
 
 
 @dataclass
+class Scored:
+    """A given translation under the model: `Translator.score`."""
+
+    pieces: list[str]  # the target's pieces (<eos> not included)
+    token_logprobs: list[float]  # one per piece, then <eos>
+    lenpen: float  # the α its `score` is normalised with
+
+    @property
+    def logprob(self) -> float:
+        """The sum of the pieces' log-probabilities, <eos> included."""
+        return sum(self.token_logprobs)
+
+    @property
+    def mean(self) -> float:
+        """The mean log-probability per piece, <eos> included."""
+        return self.logprob / len(self.token_logprobs)
+
+    @property
+    def score(self) -> float:
+        """What beam search ranks by: log-probability / length penalty (Wu et al. 2016)."""
+        return self.logprob / length_penalty(len(self.token_logprobs), self.lenpen)
+
+
+@dataclass
 class _Unit:
     """What one search call translates: a whole line, or one sentence of an over-long line."""
 
     ids: list[int]
+    prefix: str | None = None  # French text the translation must begin with
     hyps: list[Hypothesis] = field(default_factory=list)
     alignments: list[list[tuple[int, int]]] | None = None
     steps: list[Step] | None = None
@@ -79,6 +108,7 @@ class Translator:
         self.warn = warn or (lambda msg: None)
         # Room for the source in the model's positions (the decoder-only model also holds the target).
         self.max_source_pieces = model.max_source_pieces()
+        self._pieces: list[str] | None = None
 
     @classmethod
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
@@ -120,45 +150,35 @@ class Translator:
 
     # ------------------------------------------------------------------------------------------ search
 
-    def translate_full(self, sentences: list[str], beam: int = 4, lenpen: float = 0.6, nbest: int = 1,
-                       max_len_a: float = 1.0, max_len_b: int = 50, temperature: float | None = None,
-                       top_k: int = 0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 64,
-                       batch_tokens: int | None = None, use_cache: bool = True, alignments: bool = False,
-                       alignment_layer: int = -1, explain: bool = False) -> list[Translation]:
-        """Translate with beam search, or sample when `temperature` is given (0 = greedy).
+    def translate_full(self, sentences: list[str], search: SearchConfig | None = None, *,
+                       target_prefix: list[str | None] | None = None, batch_size: int = 64,
+                       batch_tokens: int | None = None, alignments: bool = False, alignment_layer: int = -1,
+                       explain: bool = False) -> list[Translation]:
+        """Translate with the search `search` describes (default: beam 4, α 0.6).
 
-        `alignments`: per hypothesis, the source piece each target piece attends to most (cross-attention
-        of `alignment_layer`, heads averaged). `explain`: the best hypothesis step by step (`Step`).
+        `target_prefix`: per sentence, French text the translation must begin with (None or "" for none);
+        see seq2seq/decode/prefix.py. `alignments`: per hypothesis, the source piece each target piece
+        attends to most (cross-attention of `alignment_layer`, heads averaged). `explain`: the best
+        hypothesis step by step (`Step`).
         """
-        if temperature is None and not 1 <= nbest <= beam:
-            raise ValueError(f"nbest ({nbest}) must be between 1 and the beam size ({beam})")
-        if temperature is not None and nbest != 1:
-            raise ValueError("sampling draws one translation per input: nbest must be 1")
+        search = search or SearchConfig()
+        if target_prefix is not None and len(target_prefix) != len(sentences):
+            raise ValueError(f"{len(target_prefix)} target prefixes for {len(sentences)} sentences")
         parts = self.split(sentences)
         units = [_Unit(ids) for line in parts for ids in line]
+        first = 0
+        for line, prefix in zip(parts, target_prefix or [None] * len(parts)):
+            if line:
+                units[first].prefix = prefix  # the first part of a line starts its translation
+            first += len(line)
         order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
         generator = None
-        if temperature is not None and seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
+        if search.sampling and search.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(search.seed)
         with autocast(self.precision, self.device):
             for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
                 batch = [units[i] for i in chunk]
-                src = self.model.make_source([u.ids for u in batch], self.device)
-                kwargs = {"max_len_a": max_len_a, "max_len_b": max_len_b, "use_cache": use_cache}
-                if temperature is None:
-                    found = beam_search(self.model, src, beam=beam, lenpen=lenpen, nbest=nbest, **kwargs)
-                    for u, hyps in zip(batch, found):
-                        u.hyps = hyps
-                    if explain:
-                        self._explain_by_rescoring(batch)
-                else:
-                    recorder = _StepRecorder() if explain else None
-                    found = sample(self.model, src, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   generator=generator, observer=recorder, **kwargs)
-                    for row, (u, hyp) in enumerate(zip(batch, found)):
-                        u.hyps = [hyp]
-                        if explain:
-                            u.steps = recorder.steps(row, hyp)
+                self._search(batch, search, generator, explain)
                 if alignments:
                     self._align(batch, alignment_layer)
         results, k = [], 0
@@ -167,11 +187,89 @@ class Translator:
             k += len(line)
         return results
 
-    def translate(self, sentences: list[str] | str, **kwargs) -> list[str] | str:
-        """Best translation of each sentence, in input order (one string in, one string out)."""
+    def translate(self, sentences: list[str] | str, search: SearchConfig | None = None, **kwargs) -> list[str] | str:
+        """Best translation of each sentence, in input order (one string in, one string out). Search
+        settings come as a SearchConfig or as its field names (`beam=4, lenpen=0.6`, `temperature=0.8`);
+        other keywords go to `translate_full`."""
         if isinstance(sentences, str):
-            return self.translate([sentences], **kwargs)[0]
-        return [t.text for t in self.translate_full(sentences, **kwargs)]
+            return self.translate([sentences], search, **kwargs)[0]
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in SearchConfig.names()}
+        if options and search is not None:
+            raise TypeError(f"pass search settings in the SearchConfig or as keywords, not both: {sorted(options)}")
+        return [t.text for t in self.translate_full(sentences, search or SearchConfig(**options), **kwargs)]
+
+    def _search(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
+        """One batch of units through the search, filling each unit's hypotheses (and steps)."""
+        src = self.model.make_source([u.ids for u in batch], self.device)
+        prefix = self._target_prefix(batch, src, search)
+        recorder = _StepRecorder() if explain and search.sampling else None
+        found = run_search(self.model, src, search, generator, recorder, prefix)
+        for row, (u, hyps) in enumerate(zip(batch, found)):
+            u.hyps = hyps
+            if recorder is not None:
+                u.steps = recorder.steps(row, hyps[0])
+        if explain and not search.sampling:
+            self._explain_by_rescoring(batch)
+
+    def _target_prefix(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> TargetPrefix | None:
+        if not any(u.prefix and clean(u.prefix) for u in batch):
+            return None
+        caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
+        room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(batch)).tolist()
+        rules = [self._prefix_rule(u.prefix, cap, space) for u, cap, space in zip(batch, caps, room)]
+        return TargetPrefix.build(rules, len(self.pieces), self.device)
+
+    def _prefix_rule(self, text: str | None, cap: int, room: int) -> tuple[list[int], list[bool] | None]:
+        """(forced pieces, the pieces allowed next) for one prefix; see seq2seq/decode/prefix.py."""
+        if not text or not clean(text):
+            return [], None
+        ids = self.tokenizer.encode([clean(text)])[0]
+        if len(ids) >= cap:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            self.warn(f"warning: target prefix {shown!r} has {len(ids)} pieces, as many as the length cap of {cap} "
+                      f"or more: the output is the prefix{' (truncated)' if len(ids) > room else ''}")
+            return ids[:room], None
+        if text[-1].isspace():  # a finished word: a new one starts next, or the sentence ends
+            return ids, open_piece_mask(self.pieces, SPM_SPACE, allow_eos=True)
+        return ids[:-1], open_piece_mask(self.pieces, self.pieces[ids[-1]], allow_eos=False)
+
+    @property
+    def pieces(self) -> list[str]:
+        """The text of every piece of the vocabulary, by id."""
+        if self._pieces is None:
+            self._pieces = self.tokenizer.id_to_piece(list(range(len(self.tokenizer))))
+        return self._pieces
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def score(self, sources: list[str], targets: list[str], search: SearchConfig | None = None,
+              batch_size: int = 64) -> list[Scored]:
+        """The model's log-probability of each given translation (forced decoding), with the search's
+        length-penalised score under `search.lenpen`. An over-long side is truncated with a warning."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        search = search or SearchConfig()
+        src_ids = self.tokenizer.encode([clean(s) for s in sources])
+        tgt_ids = self.tokenizer.encode([clean(t) for t in targets])
+        order = sorted(range(len(sources)), key=lambda i: len(src_ids[i]) + len(tgt_ids[i]))
+        out: list[Scored | None] = [None] * len(sources)
+        with autocast(self.precision, self.device):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                srcs = [self._fit(src_ids[i], self.max_source_pieces, sources[i], "source") for i in chunk]
+                src = self.model.make_source(srcs, self.device)
+                room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(chunk)).tolist()
+                tgts = [self._fit(tgt_ids[i], r, targets[i], "target") for i, r in zip(chunk, room)]
+                for i, tgt, hyp in zip(chunk, tgts, force(self.model, src, tgts, search.use_cache)):
+                    out[i] = Scored(self.tokenizer.id_to_piece(tgt), hyp.token_logprobs, search.lenpen)
+        return out
+
+    def _fit(self, ids: list[int], limit: int, text: str, side: str) -> list[int]:
+        """The first `limit` pieces, with a warning when that drops some."""
+        if len(ids) > limit:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            self.warn(f"warning: {side} {shown!r} has {len(ids)} pieces, more than the model's {limit}: truncated")
+        return ids[:limit]
 
     # ------------------------------------------------------------------------------------------ extras
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
-from seq2seq.decode.search import beam_search, greedy, length_penalty, sample
+from seq2seq.decode.config import SearchConfig, SearchConfigError
+from seq2seq.decode.contract import SearchModel, SearchState
+from seq2seq.decode.search import beam_search, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
 from tests.conftest import compose_config
 
@@ -27,6 +29,10 @@ class FixedModel:
     @staticmethod
     def source_lengths(src):
         return (src != PAD).sum(1) - 1
+
+    @staticmethod
+    def max_target_pieces(src):
+        return 1000  # no positions to run out of
 
     class State:
         def reorder(self, index):
@@ -151,3 +157,43 @@ def test_hot_sampling_on_both_model_kinds_never_emits_pad_bos_or_sep(name):
     draws = sample(model, src, 100.0, generator=torch.Generator().manual_seed(1), max_len_b=30)
     pieces = [t for h in draws for t in h.tokens]
     assert len(pieces) > 50 and not {PAD, BOS, SEP} & set(pieces)  # nearly uniform over 40: ~3/40 would be banned ones
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny", "fixed"])
+def test_both_model_kinds_and_the_fixed_model_keep_the_search_contract(name):
+    if name == "fixed":
+        model, src = lengthpen_model(), torch.tensor([[7, 3]])
+    else:
+        model = build_model(compose_config(f"model={name}").model, 40).eval()
+        src = model.make_source([[7, 8, 9]])
+    assert isinstance(model, SearchModel) and isinstance(model.begin(src), SearchState)
+    assert not isinstance(object(), SearchModel) and not isinstance(object(), SearchState)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"beam": 0}, "beam must be at least 1 (got 0)"),
+    ({"beam": 2, "nbest": 3}, "nbest (3) must be between 1 and beam (2)"),
+    ({"max_len_a": -1.0}, "max_len_a and max_len_b must not be negative"),
+    ({"temperature": -0.5}, "temperature must be 0 (greedy) or positive (got -0.5)"),
+    ({"temperature": 1.0, "nbest": 2}, "nbest needs beam search: sampling (temperature) gives one translation per line"),
+    ({"temperature": 1.0, "top_p": 0.0}, "top_k must be >= 0 and top_p in (0, 1]"),
+])
+def test_search_config_refuses_out_of_range_settings_in_one_line(fields, message):
+    with pytest.raises(SearchConfigError) as e:
+        SearchConfig(**fields)
+    assert str(e.value) == message
+
+
+def test_search_config_errors_name_the_command_line_flags():
+    with pytest.raises(SearchConfigError) as e:
+        SearchConfig(max_len_b=-1)
+    assert e.value.for_cli() == "--max-len-a and --max-len-b must not be negative"
+
+
+def test_search_config_runs_the_search_it_names():
+    model = random_tiny_model(4)
+    src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
+    beam = search(model, src, SearchConfig(beam=3, nbest=2, max_len_b=10))
+    assert [[h.tokens for h in hs] for hs in beam] == [[h.tokens for h in hs] for hs in beam_search(model, src, beam=3, nbest=2, max_len_b=10)]
+    assert [hs[0].tokens for hs in search(model, src, SearchConfig(temperature=0.0, max_len_b=10))] == \
+        [h.tokens for h in greedy(model, src, max_len_b=10)]

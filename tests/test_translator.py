@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
+from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.search import BANNED
 from seq2seq.evaluate import score
 from seq2seq.model.build import build_model
@@ -88,8 +89,8 @@ def test_over_long_line_is_split_at_sentence_ends_and_joined(trained):
     trained.max_source_pieces = 12  # every sentence fits, the line does not
     try:
         del trained.warnings[:]
-        whole = trained.translate_full([" ".join(sentences)], beam=2, alignments=True)[0]
-        parts = trained.translate_full(sentences, beam=2, alignments=True)
+        whole = trained.translate_full([" ".join(sentences)], SearchConfig(beam=2), alignments=True)[0]
+        parts = trained.translate_full(sentences, SearchConfig(beam=2), alignments=True)
     finally:
         trained.max_source_pieces = trained.model.max_source_pieces()
     assert whole.text == " ".join(p.text for p in parts)
@@ -108,7 +109,7 @@ def test_over_long_line_is_split_at_sentence_ends_and_joined(trained):
 def test_a_sentence_too_long_alone_is_truncated_with_a_warning(random_translator):
     warnings = []
     random_translator.warn = warnings.append
-    out = random_translator.translate_full(["x" * 10_000, "A cat."], temperature=0.0, max_len_b=5)
+    out = random_translator.translate_full(["x" * 10_000, "A cat."], SearchConfig(temperature=0.0, max_len_b=5))
     assert len(out) == 2 and len(out[0].source_pieces) == random_translator.max_source_pieces
     assert len(warnings) == 1 and "truncated" in warnings[0]
 
@@ -116,13 +117,13 @@ def test_a_sentence_too_long_alone_is_truncated_with_a_warning(random_translator
 def test_output_never_outgrows_the_decoder_positions(random_translator):
     # 250 source pieces + b=50 would ask for 300 target positions; the decoder has 256.
     line = " ".join(["cat"] * 250)
-    out = random_translator.translate_full([line], beam=2, max_len_b=50)[0]
+    out = random_translator.translate_full([line], SearchConfig(beam=2, max_len_b=50))[0]
     assert len(out.source_pieces) == 250
     assert len(out.pieces[0]) <= random_translator.model.max_target_pieces(None)
 
 
 def test_nbest_lists_are_sorted_and_checked(trained):
-    t = trained.translate_full(["The dog sleeps."], beam=4, nbest=3)[0]
+    t = trained.translate_full(["The dog sleeps."], SearchConfig(beam=4, nbest=3))[0]
     assert len(t.texts) == len(t.hypotheses) == len(t.pieces) == 3
     assert [h.score for h in t.hypotheses] == sorted((h.score for h in t.hypotheses), reverse=True)
     with pytest.raises(ValueError, match="nbest"):
@@ -132,14 +133,14 @@ def test_nbest_lists_are_sorted_and_checked(trained):
 
 
 def test_confidence_is_the_mean_log_probability_and_flags_doubt(trained):
-    sure, unsure = trained.translate_full(["The cat sees a dog.", "Zyx qwv plo."], beam=4)
+    sure, unsure = trained.translate_full(["The cat sees a dog.", "Zyx qwv plo."], SearchConfig(beam=4))
     lps = sure.hypotheses[0].token_logprobs
     assert sure.confidence() == pytest.approx(sum(lps) / len(lps))
     assert sure.confidence() > unsure.confidence()
 
 
 def test_explain_greedy_steps_are_the_chosen_argmax_pieces(trained):
-    t = trained.translate_full(["The man sees a red ball."], temperature=0.0, explain=True)[0]
+    t = trained.translate_full(["The man sees a red ball."], SearchConfig(temperature=0.0), explain=True)[0]
     hyp = t.hypotheses[0]
     assert [s.token for s in t.steps] == hyp.tokens + [EOS]
     assert all(s.token == s.top[0][0] for s in t.steps)  # greedy: the most likely piece every time
@@ -148,7 +149,7 @@ def test_explain_greedy_steps_are_the_chosen_argmax_pieces(trained):
 
 
 def test_explain_beam_rescores_the_best_hypothesis(trained):
-    t = trained.translate_full(["A big dog eats the small cat."], beam=4, nbest=2, explain=True)[0]
+    t = trained.translate_full(["A big dog eats the small cat."], SearchConfig(beam=4, nbest=2), explain=True)[0]
     best = t.hypotheses[0]
     assert [s.token for s in t.steps] == best.tokens + [EOS]
     assert [s.logprob for s in t.steps] == pytest.approx(best.token_logprobs, abs=1e-4)
@@ -156,7 +157,7 @@ def test_explain_beam_rescores_the_best_hypothesis(trained):
 
 def test_explain_sampling_shows_probabilities_after_temperature(trained):
     source, temperature = "The woman sees the house.", 2.0
-    t = trained.translate_full([source], temperature=temperature, seed=3, explain=True)[0]
+    t = trained.translate_full([source], SearchConfig(temperature=temperature, seed=3), explain=True)[0]
     model = trained.model
     src = model.make_source(trained.tokenizer.encode([source]))
     tgt = torch.tensor([[model.decoder_start_id] + t.hypotheses[0].tokens])
@@ -178,7 +179,7 @@ def test_sampling_is_reproducible_with_a_seed(trained):
 
 def test_alignments_follow_the_word_for_word_toy_translation(trained):
     sources = [en for en, _ in toy_pairs(40, seed=99)]
-    found = trained.translate_full(sources, beam=4, alignments=True)
+    found = trained.translate_full(sources, SearchConfig(beam=4), alignments=True)
     assert found[0].alignments[0] == map_alignments(trained.model, trained.tokenizer.encode(sources[:1]),
                                                     [found[0].hypotheses[0].tokens])[0]
     english = {fr: en for en, fr in FR.items()}
@@ -215,7 +216,8 @@ def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
     model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     for options in ({"beam": 3, "nbest": 2}, {"temperature": 0.0}):
-        t = translator.translate_full(["The cat sees a dog.", ""], max_len_b=5, alignments=True, explain=True, **options)[0]
+        t = translator.translate_full(["The cat sees a dog.", ""], SearchConfig(max_len_b=5, **options), alignments=True,
+                                         explain=True)[0]
         for pieces, pairs in zip(t.pieces, t.alignments):
             assert [j for _, j in pairs] == list(range(len(pieces)))
             assert all(0 <= i < len(t.source_pieces) for i, _ in pairs)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from seq2seq.cli import UserError
+from seq2seq.decode.config import SearchConfig, SearchConfigError
 
 PRECISIONS = ("fp32", "bf16", "int8")  # seq2seq.decode.precision.PRECISIONS, spelled out so that --help needs no torch
 
@@ -74,29 +75,23 @@ def add_search_arguments(p, sampling: bool = True) -> None:
     g.add_argument("--seed", type=int, help="random seed for sampling (reproducible output)")
 
 
-def search_options(args) -> dict:
-    """Checked keyword arguments for `Translator.translate_full`; UserError names the flag that is wrong."""
-    opts = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
-            "batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
-    if args.beam < 1:
-        raise UserError(f"--beam must be at least 1 (got {args.beam})")
+def search_config(args) -> SearchConfig:
+    """The search the flags describe; UserError names the flag that is wrong."""
+    fields = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b}
+    for name in ("nbest", "temperature", "top_k", "top_p", "seed"):
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    try:
+        return SearchConfig(**fields)
+    except SearchConfigError as e:
+        raise UserError(e.for_cli()) from None
+
+
+def batching(args) -> dict:
+    """Checked `batch_size` / `batch_tokens` keywords for `Translator.translate_full`."""
     if args.batch_size < 1 or (args.batch_tokens is not None and args.batch_tokens < 1):
         raise UserError("--batch-size and --batch-tokens must be at least 1")
-    if args.max_len_a < 0 or args.max_len_b < 0:
-        raise UserError("--max-len-a and --max-len-b must not be negative")
-    temperature = getattr(args, "temperature", None)
-    nbest = getattr(args, "nbest", 1)
-    if temperature is None:
-        if not 1 <= nbest <= args.beam:
-            raise UserError(f"--nbest ({nbest}) must be between 1 and --beam ({args.beam})")
-        return {**opts, "nbest": nbest}
-    if temperature < 0:
-        raise UserError(f"--temperature must be 0 (greedy) or positive (got {temperature})")
-    if nbest != 1:
-        raise UserError("--nbest needs beam search: sampling (--temperature) gives one translation per line")
-    if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise UserError("--top-k must be >= 0 and --top-p in (0, 1]")
-    return {**opts, "temperature": temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+    return {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
 
 
 # ---------------------------------------------------------------------------------------------- input / output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from seq2seq.cli import CONF_DIR, UserError
 from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, default_model_dir,
-                                     load_translator, read_lines, search_options, warn)
+                                     batching, load_translator, read_lines, search_config, warn)
 
 
 def add_arguments(p) -> None:
@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from seq2seq.evaluate import format_table, translate_and_score, update_results, write_lines
 
-    search = search_options(args)
+    search, batches = search_config(args), batching(args)
     if (args.src is None) != (args.ref is None):
         raise UserError("--src and --ref go together")
     if args.src is not None and args.sets:
@@ -58,7 +58,7 @@ def run(args) -> None:
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")
-        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, **search)
+        hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap, **batches)
         if args.src is None:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:

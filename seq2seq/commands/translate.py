@@ -19,8 +19,8 @@ from itertools import islice
 from pathlib import Path
 
 from seq2seq.cli import UserError
-from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, load_translator,
-                                     read_lines, search_options, warn)
+from seq2seq.commands.common import (add_model_arguments, add_search_arguments, batching, check_output,
+                                     load_translator, read_lines, search_config, warn)
 
 HISTORY = Path.home() / ".seq2seq_history"
 
@@ -48,7 +48,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    options = search_options(args)
+    search = search_config(args)
+    options = {"search": search, **batching(args)}  # the keywords of Translator.translate_full
     if args.buffer_size is not None and args.buffer_size < 1:
         raise UserError("--buffer-size must be at least 1")
     if sum(map(bool, (args.text, args.input, args.interactive))) > 1:
@@ -61,7 +62,7 @@ def run(args) -> None:
     layers = len(translator.model.decoder.layers) if args.alignments else 0
     if args.alignments and not -layers <= args.alignment_layer < layers:
         raise UserError(f"--alignment-layer {args.alignment_layer}: the decoder has {layers} layers")
-    formatter = Formatter(args, translator)
+    formatter = Formatter(args, translator, search)
     try:
         if args.interactive:
             return interactive(translator, options, formatter)
@@ -139,16 +140,10 @@ def interactive(translator, options: dict, formatter: Formatter) -> None:
 class Formatter:
     """Text or JSON lines for translations, and the step-by-step view of --explain."""
 
-    def __init__(self, args, translator):
+    def __init__(self, args, translator, search):
         self.format, self.scores, self.alignments = args.format, args.scores, args.alignments
         self.tokenizer = translator.tokenizer
-        if args.temperature is None:
-            self.search = f"beam {args.beam}: the best hypothesis, its distributions recomputed"
-        elif args.temperature == 0:
-            self.search = "greedy"
-        else:
-            self.search = f"sampling at temperature {args.temperature:g}" + (
-                f", top-k {args.top_k}" if args.top_k else "") + (f", top-p {args.top_p:g}" if args.top_p < 1 else "")
+        self.search = search.describe() + ("" if search.sampling else ": the best hypothesis, its distributions recomputed")
 
     def line(self, t, timing: dict) -> str:
         if self.format == "jsonl":
