@@ -15,11 +15,10 @@ import torch
 
 from seq2seq.data.batching import collate, layout_of
 from seq2seq.data.text import clean
-from seq2seq.data.text import SPM_SPACE
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.config import SearchConfig
-from seq2seq.decode.prefix import TargetPrefix, open_piece_mask
+from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
 
@@ -217,21 +216,23 @@ class Translator:
         caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
         room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(batch)).tolist()
         rules = [self._prefix_rule(u.prefix, cap, space) for u, cap, space in zip(batch, caps, room)]
-        return TargetPrefix.build(rules, len(self.pieces), self.device)
+        return TargetPrefix.build(rules, self.pieces, self.device)
 
-    def _prefix_rule(self, text: str | None, cap: int, room: int) -> tuple[list[int], list[bool] | None]:
-        """(forced pieces, the pieces allowed next) for one prefix; see seq2seq/decode/prefix.py."""
+    def _prefix_rule(self, text: str | None, cap: int, room: int) -> tuple[list[int], str, bool]:
+        """(forced pieces, the open word, <eos> allowed after them) for one prefix; see decode/prefix.py."""
         if not text or not clean(text):
-            return [], None
+            return [], "", True
         ids = self.tokenizer.encode([clean(text)])[0]
         if len(ids) >= cap:
             shown = text if len(text) <= 40 else text[:40] + "…"
             self.warn(f"warning: target prefix {shown!r} has {len(ids)} pieces, as many as the length cap of {cap} "
                       f"or more: the output is the prefix{' (truncated)' if len(ids) > room else ''}")
-            return ids[:room], None
+            return ids[:room], "", True
         if text[-1].isspace():  # a finished word: a new one starts next, or the sentence ends
-            return ids, open_piece_mask(self.pieces, SPM_SPACE, allow_eos=True)
-        return ids[:-1], open_piece_mask(self.pieces, self.pieces[ids[-1]], allow_eos=False)
+            return ids, WORD_START, True
+        starts = [k for k, i in enumerate(ids) if self.pieces[i].startswith(WORD_START)]
+        last_word = starts[-1] if starts else 0
+        return ids[:last_word], "".join(self.pieces[i] for i in ids[last_word:]), False
 
     @property
     def pieces(self) -> list[str]:

@@ -149,3 +149,39 @@ def test_a_closed_pipe_ends_quietly(model_dir, tmp_path):
         status = proc.wait(timeout=120)
     assert first.endswith(b"\n")
     assert status == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_prefix_file_gives_each_line_its_own_prefix(model_dir, tmp_path, capsys):
+    source, prefixes = tmp_path / "in.en", tmp_path / "prefix.fr"
+    source.write_text("The cat.\nA dog.\nThe man.\n")
+    prefixes.write_text("Un chien \n\nLe grand \n")
+    translate("--model", model_dir, *FAST, "-i", source, "--prefix-file", prefixes)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("Un chien") and lines[2].startswith("Le grand")
+
+
+@pytest.mark.parametrize("source_text", ["one\ntwo\nthree\n", None])
+def test_a_prefix_file_of_another_length_is_refused_before_any_work(model_dir, tmp_path, capsys, source_text):
+    prefixes, out = tmp_path / "prefix.fr", tmp_path / "out.fr"
+    prefixes.write_text("Un\nLe\n")
+    if source_text is None:
+        inputs = ["The cat."]
+    else:
+        (tmp_path / "in.en").write_text(source_text)
+        inputs = ["-i", tmp_path / "in.en"]
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, *FAST, "--prefix-file", prefixes, "-o", out, *inputs)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert f"--prefix-file has 2 lines but the input has {1 if source_text is None else 3}" in err
+    assert not out.exists()
+
+
+def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys, monkeypatch):
+    import seq2seq.commands.translate as command
+
+    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat. ||| Une maison \nThe cat.\n",
+              monkeypatch=monkeypatch)
+    answers = capsys.readouterr().out.replace("> ", "").splitlines()
+    assert answers[0].startswith("Une maison") and not answers[1].startswith("Une maison")

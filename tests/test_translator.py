@@ -244,3 +244,49 @@ def test_unknown_precision_and_int8_off_cpu_are_refused(toy_tokenizer):
         Translator(model, toy_tokenizer, "cpu", precision="fp8")
     with pytest.raises(ValueError, match="int8 .* CPU only"):
         Translator(model, toy_tokenizer, "cuda", precision="int8")  # refused before anything touches the device
+
+
+# ---------------------------------------------------------------------------------------------- target prefix
+
+PREFIX_SOURCES = ["The cat sees a dog.", "A big man eats the red ball."]
+
+
+@pytest.mark.parametrize("search", [SearchConfig(beam=4), SearchConfig(temperature=1.0, seed=1), SearchConfig(temperature=0.0)])
+def test_a_target_prefix_begins_every_translation_and_search_goes_on_after_it(trained, search):
+    out = trained.translate_full(PREFIX_SOURCES, search, target_prefix=["Un chien voit ", "Le petit"])
+    assert out[0].text.startswith("Un chien voit ") and len(out[0].text) > len("Un chien voit ")
+    assert out[1].text.startswith("Le petit")
+    assert out[1].text.split()[2] in FR.values()  # "petit" closed as a word: the next one is a toy-corpus word
+    assert trained.translate_full(PREFIX_SOURCES, search, target_prefix=[None, ""])[0].text == \
+        trained.translate_full(PREFIX_SOURCES, search)[0].text
+
+
+def test_a_prefix_ending_mid_word_may_continue_that_word(trained):
+    # The toy tokenizer spells "gr" alone as "▁g" "r", but "grand" as "▁grand": the open word heals.
+    assert trained.tokenizer.encode_pieces("Un gr")[-2:] == ["▁g", "r"]
+    out = trained.translate_full(["A big man eats the red ball."], SearchConfig(beam=4), target_prefix=["Un gr"])[0]
+    assert out.text.startswith("Un grand ") and "▁grand" in out.pieces[0]
+
+
+def test_a_prefix_longer_than_the_length_cap_is_the_output_with_a_warning(trained):
+    del trained.warnings[:]
+    prefix = "Le chat voit un chien rouge"
+    for search in (SearchConfig(beam=3, max_len_a=0.0, max_len_b=3), SearchConfig(temperature=0.5, max_len_a=0.0, max_len_b=3)):
+        out = trained.translate_full(["The cat sees a dog."], search, target_prefix=[prefix])[0]
+        assert out.text == prefix
+    assert len(trained.warnings) == 2 and "length cap of 3" in trained.warnings[0]
+
+
+def test_prefixes_are_one_per_sentence(trained):
+    with pytest.raises(ValueError, match="2 target prefixes for 1 sentences"):
+        trained.translate_full(["A dog."], target_prefix=["Un", "Le"])
+
+
+def test_the_decoder_only_model_honours_a_target_prefix(toy_tokenizer):
+    torch.manual_seed(0)
+    model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    translator = Translator(model, toy_tokenizer)
+    forced = toy_tokenizer.encode(["Le chat voit"])[0]
+    for search in (SearchConfig(beam=3, max_len_b=12), SearchConfig(temperature=1.0, seed=0, max_len_b=12)):
+        out = translator.translate_full(["The cat sees a dog.", "A man."], search, target_prefix=["Le chat voit ", None])
+        assert out[0].hypotheses[0].tokens[: len(forced)] == forced and out[0].text.startswith("Le chat voit")

@@ -42,7 +42,10 @@ def add_arguments(p) -> None:
                    help="decoder layer whose cross-attention (heads averaged) gives the alignments (default: last)")
     g.add_argument("--explain", action="store_true",
                    help="on standard error: each generated piece, the top-5 candidates and their probabilities")
-    g.add_argument("--interactive", action="store_true", help="a prompt with line editing and history")
+    g.add_argument("--interactive", action="store_true",
+                   help="a prompt with line editing and history; `source ||| prefix` forces a target prefix")
+    g.add_argument("--prefix-file", type=Path, metavar="F",
+                   help="one French prefix per input line (an empty line: none): each translation begins with it")
     add_search_arguments(p)
     add_model_arguments(p)
 
@@ -57,6 +60,7 @@ def run(args) -> None:
     if args.input is not None and not args.input.is_file():
         raise UserError(f"input file not found: {args.input}")
     check_output(args.output, args.force)
+    prefixes = read_prefixes(args)
     translator = load_translator(args)
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
     layers = len(translator.model.decoder.layers) if args.alignments else 0
@@ -67,10 +71,11 @@ def run(args) -> None:
         if args.interactive:
             return interactive(translator, options, formatter)
         if args.output is None:
-            return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args))
+            return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), prefixes)
         from seq2seq.train.checkpoint import atomic_write
 
-        atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args)))
+        atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
+                                                             prefixes))
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -84,12 +89,38 @@ def input_lines(args):
     return read_lines(stream), size
 
 
-def translate_stream(translator, options: dict, formatter: Formatter, out, lines, buffer_size: int) -> None:
+def read_prefixes(args) -> list[str] | None:
+    """The --prefix-file lines; a line count other than the input's is refused before any work (for
+    standard input, as soon as the mismatch shows)."""
+    if args.prefix_file is None:
+        return None
+    if args.interactive:
+        raise UserError("--interactive takes its prefixes as `source ||| prefix`, not from --prefix-file")
+    if not args.prefix_file.is_file():
+        raise UserError(f"prefix file not found: {args.prefix_file}")
+    with args.prefix_file.open("rb") as f:
+        prefixes = list(read_lines(f, warn=lambda m: warn(f"{args.prefix_file}: {m}")))
+    n = len(args.text) if args.text else None
+    if args.input is not None:
+        with args.input.open("rb") as f:
+            n = sum(1 for _ in f)
+    if n is not None and n != len(prefixes):
+        raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has {n}")
+    return prefixes
+
+
+def translate_stream(translator, options: dict, formatter: Formatter, out, lines, buffer_size: int,
+                     prefixes: list[str] | None = None) -> None:
     """Translate `lines` buffer by buffer, writing (and flushing) one line per input line."""
     number = 0
     while chunk := list(islice(lines, buffer_size)):
         start = time.perf_counter()
-        translations = translator.translate_full(chunk, **options)
+        extra = {}
+        if prefixes is not None:
+            extra["target_prefix"] = prefixes[number:number + len(chunk)]
+            if len(extra["target_prefix"]) < len(chunk):
+                raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has more")
+        translations = translator.translate_full(chunk, **options, **extra)
         timing = {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": len(chunk)}
         for t in translations:
             number += 1
@@ -97,6 +128,8 @@ def translate_stream(translator, options: dict, formatter: Formatter, out, lines
             if options["explain"]:
                 formatter.explain(number, t)
         out.flush()
+    if prefixes is not None and number != len(prefixes):
+        raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has {number}")
 
 
 def interactive(translator, options: dict, formatter: Formatter) -> None:
@@ -124,7 +157,9 @@ def interactive(translator, options: dict, formatter: Formatter) -> None:
                 continue
             number += 1
             start = time.perf_counter()
-            t = translator.translate_full([line], **options)[0]
+            source, bar, prefix = line.partition("|||")
+            t = translator.translate_full([source if bar else line], **options,
+                                          target_prefix=[prefix.lstrip() if bar else None])[0]
             print(formatter.line(t, {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}), flush=True)
             if options["explain"]:
                 formatter.explain(number, t)

@@ -80,9 +80,9 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
     for t in range(int(limit.max()) + 1):  # t = pieces generated so far
         logits = model.step(state, tokens).float()
         logprobs = ban(logits.log_softmax(-1))
-        logits = ban(logits)
         if prefix is not None:
-            logprobs, logits = prefix.restrict(logprobs, t, rows), prefix.restrict(logits, t, rows)
+            logprobs = prefix.restrict(logprobs, t, rows, tokens)
+        logits = logits.masked_fill(logprobs == NEG_INF, NEG_INF)  # what is banned or ruled out
         if temperature > 0:
             shaped = _filter_top_k_top_p(logits / temperature, top_k, top_p).log_softmax(-1)
             chosen = torch.multinomial(shaped.exp(), 1, generator=generator).squeeze(1)
@@ -190,7 +190,7 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
         logprobs = ban(model.step(state, beams.tokens).float().log_softmax(-1))
         sentence = beams.active.repeat_interleave(beam)
         if prefix is not None:
-            logprobs = prefix.restrict(logprobs, t, sentence)
+            logprobs = prefix.restrict(logprobs, t, sentence, beams.tokens)
         cands = _candidates(beams, _cap(logprobs, t >= limit[sentence]), beam)
         _finalize(beams, cands, finished, length_penalty(float(t + 1), lenpen), beam)
         state.reorder(_advance(beams, cands, beam))
