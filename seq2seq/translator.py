@@ -244,19 +244,20 @@ class Translator:
     # ------------------------------------------------------------------------------------------ scoring
 
     def score(self, sources: list[str], targets: list[str], search: SearchConfig | None = None,
-              batch_size: int = 64) -> list[Scored]:
-        """The model's log-probability of each given translation (forced decoding), with the search's
-        length-penalised score under `search.lenpen`. An over-long side is truncated with a warning."""
+              batch_size: int = 64, batch_tokens: int | None = None) -> list[Scored]:
+        """The model's log-probability of each given translation (forced decoding through the same
+        steps search takes), with the search's length-penalised score under `search.lenpen`. Sentences
+        are cleaned as for translation; an over-long side is truncated with a warning."""
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         search = search or SearchConfig()
         src_ids = self.tokenizer.encode([clean(s) for s in sources])
         tgt_ids = self.tokenizer.encode([clean(t) for t in targets])
-        order = sorted(range(len(sources)), key=lambda i: len(src_ids[i]) + len(tgt_ids[i]))
+        both = [s + t for s, t in zip(src_ids, tgt_ids)]
+        order = sorted(range(len(sources)), key=lambda i: len(both[i]))
         out: list[Scored | None] = [None] * len(sources)
         with autocast(self.precision, self.device):
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
+            for chunk in self._batches(order, both, batch_size, batch_tokens):
                 srcs = [self._fit(src_ids[i], self.max_source_pieces, sources[i], "source") for i in chunk]
                 src = self.model.make_source(srcs, self.device)
                 room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(chunk)).tolist()

@@ -185,3 +185,29 @@ def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys
               monkeypatch=monkeypatch)
     answers = capsys.readouterr().out.replace("> ", "").splitlines()
     assert answers[0].startswith("Une maison") and not answers[1].startswith("Une maison")
+
+
+# ---------------------------------------------------------------------------------------------- score
+
+def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_path, capsys):
+    src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
+    src.write_text("The cat.\nA dog.\n")
+    tgt.write_text("Le chat.\n\n")
+    main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt)])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(len(line.split("\t")) == 3 for line in lines)
+    main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt), "--format", "jsonl"])
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(first["token_logprobs"]) == len(first["pieces"]) + 1 and second["pieces"] == []
+    assert first["logprob"] == pytest.approx(sum(first["token_logprobs"]), abs=1e-3)
+    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]], abs=1e-3)
+
+
+def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_path, capsys):
+    src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
+    src.write_text("The cat.\nA dog.\n")
+    tgt.write_text("Le chat.\n")
+    with pytest.raises(SystemExit) as e:
+        main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"error: {src} has 2 lines but {tgt} has 1\n"

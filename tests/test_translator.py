@@ -290,3 +290,41 @@ def test_the_decoder_only_model_honours_a_target_prefix(toy_tokenizer):
     for search in (SearchConfig(beam=3, max_len_b=12), SearchConfig(temperature=1.0, seed=0, max_len_b=12)):
         out = translator.translate_full(["The cat sees a dog.", "A man."], search, target_prefix=["Le chat voit ", None])
         assert out[0].hypotheses[0].tokens[: len(forced)] == forced and out[0].text.startswith("Le chat voit")
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+def test_the_score_of_the_models_own_output_is_the_searchs_score(trained):
+    sources = [en for en, _ in toy_pairs(12, seed=5)]
+    for search in (SearchConfig(temperature=0.0), SearchConfig(beam=4, lenpen=0.6), SearchConfig(beam=3, lenpen=1.2)):
+        found = trained.translate_full(sources, search)
+        scored = trained.score(sources, [t.text for t in found], search)
+        for t, s in zip(found, scored):
+            assert s.pieces == t.pieces[0]
+            expected = s.logprob if search.sampling else s.score  # greedy ranks by the sum, beam by sum / lp
+            assert expected == pytest.approx(t.hypotheses[0].score, abs=1e-5)
+            assert s.token_logprobs == pytest.approx(t.hypotheses[0].token_logprobs, abs=1e-5)
+            assert s.mean == pytest.approx(t.confidence(), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_scores_are_the_teacher_forced_log_probabilities(toy_tokenizer, name):
+    torch.manual_seed(0)
+    model = build_model(compose_config(f"model={name}").model, len(toy_tokenizer)).eval()
+    translator = Translator(model, toy_tokenizer)
+    sources, targets = ["The cat sees a dog.", "A man.", "Red."], ["Le chat voit un chien.", "", "Un grand homme rouge."]
+    scored = translator.score(sources, targets, batch_size=2)
+    pairs = list(zip(toy_tokenizer.encode(sources), toy_tokenizer.encode(targets)))
+    with torch.no_grad():
+        for (s, t), result in zip(pairs, scored):  # one pair at a time: no padding at all
+            data = collate([(s, t)], "pair" if name == "transformer_tiny" else "concat")
+            logprobs = model.logits(data).log_softmax(-1)[0]
+            labels = data.tgt_out[0] != 0
+            expected = logprobs[labels].gather(1, data.tgt_out[0, labels][:, None]).squeeze(1)
+            assert result.token_logprobs == pytest.approx(expected.tolist(), abs=1e-5)
+            assert len(result.token_logprobs) == len(t) + 1
+
+
+def test_score_needs_one_target_per_source(trained):
+    with pytest.raises(ValueError, match="2 sources but 1 targets"):
+        trained.score(["A.", "B."], ["Un."])
