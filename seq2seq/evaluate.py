@@ -56,12 +56,12 @@ def write_lines(path: str | Path, lines: list[str]) -> None:
 
 
 def translate_and_score(translator, sources: list[str], references: list[str], search: SearchConfig | None = None,
-                        bootstrap: int = 0, **batching) -> tuple[list[str], dict]:
+                        bootstrap: int = 0, **options) -> tuple[list[str], dict]:
     """Translate `sources` (default: beam search as in §6.1) and score them: (hypotheses, results entry).
-    `batching`: batch_size / batch_tokens for `Translator.translate_full`."""
+    `options`: batch_size, batch_tokens, progress for `Translator.translate_full`."""
     search = search or SearchConfig()
     start = time.perf_counter()
-    hypotheses = [t.text for t in translator.translate_full(sources, search, **batching)]
+    hypotheses = [t.text for t in translator.translate_full(sources, search, **options)]
     seconds = time.perf_counter() - start
     entry = score(hypotheses, references, bootstrap)
     return hypotheses, {**entry, "beam": search.beam, "precision": translator.precision,

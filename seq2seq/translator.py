@@ -9,6 +9,7 @@ parts translated separately and joined; a single sentence still too long is trun
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -93,6 +94,7 @@ class _Unit:
     """What one search call translates: a whole line, or one sentence of an over-long line."""
 
     ids: list[int]
+    line: int  # which input line it belongs to
     prefix: str | None = None  # French text the translation must begin with
     hyps: list[Hypothesis] = field(default_factory=list)
     alignments: list[list[tuple[int, int]]] | None = None
@@ -152,19 +154,22 @@ class Translator:
     def translate_full(self, sentences: list[str], search: SearchConfig | None = None, *,
                        target_prefix: list[str | None] | None = None, batch_size: int = 64,
                        batch_tokens: int | None = None, alignments: bool = False, alignment_layer: int = -1,
-                       explain: bool = False) -> list[Translation]:
+                       explain: bool = False, progress: Callable[[int], None] | None = None) -> list[Translation]:
         """Translate with the search `search` describes (default: beam 4, α 0.6).
 
         `target_prefix`: per sentence, French text the translation must begin with (None or "" for none);
         see seq2seq/decode/prefix.py. `alignments`: per hypothesis, the source piece each target piece
         attends to most (cross-attention of `alignment_layer`, heads averaged). `explain`: the best
-        hypothesis step by step (`Step`).
+        hypothesis step by step (`Step`). `progress(n)` hears of every n input lines done.
         """
         search = search or SearchConfig()
         if target_prefix is not None and len(target_prefix) != len(sentences):
             raise ValueError(f"{len(target_prefix)} target prefixes for {len(sentences)} sentences")
         parts = self.split(sentences)
-        units = [_Unit(ids) for line in parts for ids in line]
+        units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
+        unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet
+        if progress is not None:
+            progress(unfinished.count(0))  # empty lines are done already
         first = 0
         for line, prefix in zip(parts, target_prefix or [None] * len(parts)):
             if line:
@@ -180,6 +185,10 @@ class Translator:
                 self._search(batch, search, generator, explain)
                 if alignments:
                     self._align(batch, alignment_layer)
+                if progress is not None:
+                    for u in batch:
+                        unfinished[u.line] -= 1
+                    progress(sum(unfinished[line] == 0 for line in {u.line for u in batch}))  # finished just now
         results, k = [], 0
         for sentence, line in zip(sentences, parts):
             results.append(self._merge(sentence, units[k:k + len(line)], alignments))

@@ -211,3 +211,72 @@ def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_pat
         main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == f"error: {src} has 2 lines but {tgt} has 1\n"
+
+
+# ---------------------------------------------------------------------------------------------- long files
+
+def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, capsys):
+    source = tmp_path / "in.en"
+    source.write_text("The cat.\nA dog.\n\n")
+    translate("--model", model_dir, *FAST, "-i", source, "-o", tmp_path / "a.fr", "--progress")
+    assert "3/3" in capsys.readouterr().err
+    translate("--model", model_dir, *FAST, "-i", source, "-o", tmp_path / "b.fr", "--no-progress")
+    assert "3/3" not in capsys.readouterr().err
+    main(["evaluate", "--model", str(model_dir), "--src", str(source), "--ref", str(source), "--beam", "1",
+          "--max-len-b", "4", "--progress"])
+    assert "3/3" in capsys.readouterr().err
+
+
+def start_resumable(model_dir, source, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST, "--threads", "1",
+                             "--format", "jsonl", "--buffer-size", "1", "-i", str(source), "-o", str(out), "--resume",
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+
+
+def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
+    """Send `signal_number` once `partial` holds `lines` lines."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.read_bytes().count(b"\n") >= lines):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal_number)
+    proc.wait(timeout=60)
+    assert proc.returncode == (130 if signal_number == signal.SIGINT else -signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_path, signal_name):
+    import signal
+
+    sources = [f"The cat sees {i} dogs." for i in range(200)]
+    source, out = tmp_path / "in.en", tmp_path / "out.fr"
+    source.write_text("\n".join(sources) + "\n")
+    partial = tmp_path / "out.fr.partial"
+    stop_midway(start_resumable(model_dir, source, out), partial, getattr(signal, signal_name))
+    assert not out.exists() and 20 <= partial.read_bytes().count(b"\n") < len(sources)
+    with partial.open("ab") as f:
+        f.write(b'{"source": "The cat sees 9')  # a torn last line, as a kill in mid-write leaves it
+    resumed = start_resumable(model_dir, source, out)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    assert "resuming" in err.decode()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["source"] for r in records] == sources
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.en", "out.fr"]
+
+
+def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
+    import signal
+
+    source, out = tmp_path / "in.en", tmp_path / "out.fr"
+    source.write_text("".join(f"The dog sees {i} cats.\n" for i in range(200)))
+    stop_midway(start_resumable(model_dir, source, out), tmp_path / "out.fr.partial", signal.SIGKILL)
+    before = (tmp_path / "out.fr.partial").read_bytes()
+    other = start_resumable(model_dir, source, out, "--lenpen", "1.0")
+    _, err = other.communicate(timeout=120)
+    assert other.returncode == 2 and err.decode().count("\n") == 1
+    assert "changed since the run that made it: options;" in err.decode()
+    assert (tmp_path / "out.fr.partial").read_bytes() == before

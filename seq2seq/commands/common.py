@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def load_translator(args):
         torch.set_num_threads(args.threads)
     directory = args.model
     if directory is None:
-        directory = default_model_dir()
+        directory = args.model = default_model_dir()  # the commands that record the model read it back
         warn(f"model: {directory}")
     try:
         return Translator.load(directory, args.device, warn=warn, precision=args.precision)
@@ -106,6 +108,32 @@ def read_lines(stream, warn=warn, first: int = 1):
         except UnicodeDecodeError:
             warn(f"warning: line {number} is not valid UTF-8; the bad bytes are replaced with U+FFFD")
             yield raw.decode("utf-8", errors="replace")
+
+
+def count_lines(path: Path) -> int:
+    """Lines as `read_lines` yields them: a last line without its newline counts too."""
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def add_progress_argument(group) -> None:
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar on standard error (lines, lines/s, ETA); default: when it is a terminal")
+
+
+def progress_bar(args, total: int | None, initial: int = 0, show_by_default: bool = True):
+    """A tqdm bar on standard error, or a stand-in that shows nothing (`--no-progress`, or not a terminal)."""
+    show = args.progress if args.progress is not None else show_by_default and sys.stderr.isatty()
+    if not show:
+        return contextlib.nullcontext(NoProgress())
+    from tqdm import tqdm  # only when a bar is shown
+
+    return tqdm(total=total, initial=initial, unit=" lines", file=sys.stderr, dynamic_ncols=True)
+
+
+class NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
 
 
 def check_output(path: Path | None, force: bool) -> None:

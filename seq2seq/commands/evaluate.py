@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from seq2seq.cli import CONF_DIR, UserError
-from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, default_model_dir,
-                                     batching, load_translator, read_lines, search_config, warn)
+from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
+                                     check_output, default_model_dir, load_translator, progress_bar, read_lines,
+                                     search_config, warn)
 
 
 def add_arguments(p) -> None:
@@ -25,6 +26,7 @@ def add_arguments(p) -> None:
     g.add_argument("--max-sentences", type=int, help="score only the first N sentences of each set")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% confidence intervals from N bootstrap resamples (sacreBLEU; 1000 is usual)")
+    add_progress_argument(g)
     add_search_arguments(p, sampling=False)
     add_model_arguments(p)
     p.set_defaults(batch_tokens=6000)
@@ -58,7 +60,9 @@ def run(args) -> None:
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")
-        hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap, **batches)
+        with progress_bar(args, len(src)) as bar:
+            hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap,
+                                                      progress=bar.update, **batches)
         if args.src is None:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:

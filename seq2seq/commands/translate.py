@@ -15,12 +15,16 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
 from seq2seq.cli import UserError
-from seq2seq.commands.common import (add_model_arguments, add_search_arguments, batching, check_output,
-                                     load_translator, read_lines, search_config, warn)
+from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
+                                     check_output, count_lines, load_translator, progress_bar, read_lines,
+                                     search_config, warn)
+from seq2seq.commands.partial import PartialOutput
+from seq2seq.data.corpora import sha256_file
 
 HISTORY = Path.home() / ".seq2seq_history"
 
@@ -31,6 +35,9 @@ def add_arguments(p) -> None:
     g.add_argument("-i", "--input", type=Path, help="read sentences from this file, one a line")
     g.add_argument("-o", "--output", type=Path, help="write translations to this file (atomically)")
     g.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    g.add_argument("--resume", action="store_true",
+                   help="with -i and -o: write OUTPUT.partial as you go, and continue it if it is there")
+    add_progress_argument(g)
     g.add_argument("--buffer-size", type=int,
                    help="lines read before translating (default 1000; 1 when reading a terminal)")
     g.add_argument("--format", choices=("text", "jsonl"), default="text",
@@ -53,13 +60,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     search = search_config(args)
     options = {"search": search, **batching(args)}  # the keywords of Translator.translate_full
-    if args.buffer_size is not None and args.buffer_size < 1:
-        raise UserError("--buffer-size must be at least 1")
-    if sum(map(bool, (args.text, args.input, args.interactive))) > 1:
-        raise UserError("give sentences as arguments, or -i FILE, or --interactive: only one of them")
-    if args.input is not None and not args.input.is_file():
-        raise UserError(f"input file not found: {args.input}")
-    check_output(args.output, args.force)
+    check_arguments(args)
     prefixes = read_prefixes(args)
     translator = load_translator(args)
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
@@ -70,14 +71,56 @@ def run(args) -> None:
     try:
         if args.interactive:
             return interactive(translator, options, formatter)
-        if args.output is None:
-            return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), prefixes)
-        from seq2seq.train.checkpoint import atomic_write
+        if args.resume:
+            return resume(args, translator, options, formatter, prefixes)
+        total = count_lines(args.input) if args.input else len(args.text) or None
+        with progress_bar(args, total, show_by_default=bool(args.input or args.output)) as bar:
+            options["progress"] = bar.update
+            if args.output is None:
+                return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), prefixes)
+            from seq2seq.train.checkpoint import atomic_write
 
-        atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
-                                                             prefixes))
+            atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
+                                                                 prefixes))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def check_arguments(args) -> None:
+    """Refuse, before any work, what cannot go together."""
+    if args.buffer_size is not None and args.buffer_size < 1:
+        raise UserError("--buffer-size must be at least 1")
+    if sum(map(bool, (args.text, args.input, args.interactive))) > 1:
+        raise UserError("give sentences as arguments, or -i FILE, or --interactive: only one of them")
+    if args.input is not None and not args.input.is_file():
+        raise UserError(f"input file not found: {args.input}")
+    if args.resume and (args.input is None or args.output is None):
+        raise UserError("--resume continues a file: it needs -i INPUT and -o OUTPUT")
+    check_output(args.output, args.force)
+
+
+def resume(args, translator, options: dict, formatter: Formatter, prefixes: list[str] | None) -> None:
+    """Translate into OUTPUT.partial, after the lines an earlier run left there; see commands/partial.py."""
+    record = {"input_sha256": sha256_file(args.input), "model": model_record(args.model, translator),
+              "options": {**asdict(options["search"]), "format": args.format, "scores": args.scores,
+                          "alignments": args.alignments, "alignment_layer": args.alignment_layer,
+                          "prefix_file_sha256": sha256_file(args.prefix_file) if args.prefix_file else None}}
+    output = PartialOutput(args.output, record)
+    f, done = output.open()
+    if done:
+        warn(f"resuming {output.partial} after its {done} lines")
+    lines, buffer_size = input_lines(args)
+    with f, progress_bar(args, count_lines(args.input), initial=done, show_by_default=True) as bar:
+        options["progress"] = bar.update
+        translate_stream(translator, options, formatter, f, islice(lines, done, None), buffer_size,
+                         prefixes[done:] if prefixes is not None else None)
+        output.finish(f)
+
+
+def model_record(directory: Path, translator) -> dict:
+    """What says which model made an output: its directory, the sha256 of its weights, its precision."""
+    return {"directory": str(directory.resolve()), "sha256": sha256_file(directory / "model.pt"),
+            "precision": translator.precision}
 
 
 def input_lines(args):
@@ -100,10 +143,7 @@ def read_prefixes(args) -> list[str] | None:
         raise UserError(f"prefix file not found: {args.prefix_file}")
     with args.prefix_file.open("rb") as f:
         prefixes = list(read_lines(f, warn=lambda m: warn(f"{args.prefix_file}: {m}")))
-    n = len(args.text) if args.text else None
-    if args.input is not None:
-        with args.input.open("rb") as f:
-            n = sum(1 for _ in f)
+    n = count_lines(args.input) if args.input is not None else len(args.text) if args.text else None
     if n is not None and n != len(prefixes):
         raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has {n}")
     return prefixes
