@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -19,6 +19,7 @@ from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.constraints import Constraints
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
@@ -96,6 +97,7 @@ class _Unit:
     ids: list[int]
     line: int  # which input line it belongs to
     prefix: str | None = None  # French text the translation must begin with
+    constraints: list[str] = field(default_factory=list)  # French phrases the translation must hold
     hyps: list[Hypothesis] = field(default_factory=list)
     alignments: list[list[tuple[int, int]]] | None = None
     steps: list[Step] | None = None
@@ -110,6 +112,7 @@ class Translator:
         # Room for the source in the model's positions (the decoder-only model also holds the target).
         self.max_source_pieces = model.max_source_pieces()
         self._pieces: list[str] | None = None
+        self._said_beam = False  # the beam raised for constraints is said once
 
     @classmethod
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
@@ -154,26 +157,32 @@ class Translator:
     def translate_full(self, sentences: list[str], search: SearchConfig | None = None, *,
                        target_prefix: list[str | None] | None = None, batch_size: int = 64,
                        batch_tokens: int | None = None, alignments: bool = False, alignment_layer: int = -1,
-                       explain: bool = False, progress: Callable[[int], None] | None = None) -> list[Translation]:
+                       explain: bool = False, progress: Callable[[int], None] | None = None,
+                       constraints: list[list[str]] | None = None) -> list[Translation]:
         """Translate with the search `search` describes (default: beam 4, α 0.6).
 
         `target_prefix`: per sentence, French text the translation must begin with (None or "" for none);
         see seq2seq/decode/prefix.py. `alignments`: per hypothesis, the source piece each target piece
         attends to most (cross-attention of `alignment_layer`, heads averaged). `explain`: the best
-        hypothesis step by step (`Step`). `progress(n)` hears of every n input lines done.
+        hypothesis step by step (`Step`). `progress(n)` hears of every n input lines done. `constraints`:
+        per sentence, French phrases that must appear (beam search only; seq2seq/decode/constraints.py).
+        A line split at sentence ends gives its prefix and its constraints to its first part.
         """
         search = search or SearchConfig()
-        if target_prefix is not None and len(target_prefix) != len(sentences):
-            raise ValueError(f"{len(target_prefix)} target prefixes for {len(sentences)} sentences")
+        for name, given in (("target prefixes", target_prefix), ("constraint lists", constraints)):
+            if given is not None and len(given) != len(sentences):
+                raise ValueError(f"{len(given)} {name} for {len(sentences)} sentences")
+        if search.sampling and constraints and any(constraints):
+            raise ValueError("lexical constraints need beam search, not sampling (temperature)")
         parts = self.split(sentences)
         units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
         unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet
         if progress is not None:
             progress(unfinished.count(0))  # empty lines are done already
         first = 0
-        for line, prefix in zip(parts, target_prefix or [None] * len(parts)):
+        for line, prefix, wanted in zip(parts, target_prefix or [None] * len(parts), constraints or [None] * len(parts)):
             if line:
-                units[first].prefix = prefix  # the first part of a line starts its translation
+                units[first].prefix, units[first].constraints = prefix, [c for c in wanted or [] if clean(c)]
             first += len(line)
         order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
         generator = None
@@ -207,17 +216,47 @@ class Translator:
         return [t.text for t in self.translate_full(sentences, search or SearchConfig(**options), **kwargs)]
 
     def _search(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
-        """One batch of units through the search, filling each unit's hypotheses (and steps)."""
+        """One batch of units through the search, filling each unit's hypotheses (and steps). Lines with
+        more constraints than the beam holds banks for go in a group with a larger beam."""
+        groups: dict[int, list[_Unit]] = {}
+        for u in batch:
+            needed = len(u.constraints) + 1
+            if not search.sampling and needed > search.beam and not self._said_beam:
+                self.warn(f"warning: beam {search.beam} is too small for {needed - 1} constraints: "
+                          f"raised to the number of constraints + 1 for such lines")
+                self._said_beam = True
+            groups.setdefault(max(search.beam, needed), []).append(u)
+        for beam, units in groups.items():
+            self._search_group(units, search if beam == search.beam else replace(search, beam=beam), generator, explain)
+
+    def _search_group(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
         src = self.model.make_source([u.ids for u in batch], self.device)
         prefix = self._target_prefix(batch, src, search)
+        constraints = self._constraints(batch, src, search)
         recorder = _StepRecorder() if explain and search.sampling else None
-        found = run_search(self.model, src, search, generator, recorder, prefix)
+        found = run_search(self.model, src, search, generator, recorder, prefix, constraints)
         for row, (u, hyps) in enumerate(zip(batch, found)):
             u.hyps = hyps
             if recorder is not None:
                 u.steps = recorder.steps(row, hyps[0])
         if explain and not search.sampling:
             self._explain_by_rescoring(batch)
+
+    def _constraints(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> list[Constraints] | None:
+        """Each unit's constraint phrases as pieces (as they appear word-initially); a phrase longer than the
+        length cap is dropped for that line, with a warning."""
+        if not any(u.constraints for u in batch):
+            return None
+        caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
+        out = []
+        for u, cap in zip(batch, caps):
+            phrases = self.tokenizer.encode([clean(c) for c in u.constraints])
+            for ids, text in zip(phrases, u.constraints):
+                if len(ids) > cap:
+                    self.warn(f"warning: constraint {text!r} has {len(ids)} pieces, more than the length cap of "
+                              f"{cap}: dropped for this line")
+            out.append(Constraints([ids for ids in phrases if len(ids) <= cap], search.constraints_ordered))
+        return out
 
     def _target_prefix(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> TargetPrefix | None:
         if not any(u.prefix and clean(u.prefix) for u in batch):

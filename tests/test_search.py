@@ -9,6 +9,7 @@ import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.config import SearchConfig, SearchConfigError
+from seq2seq.decode.constraints import Constraints, Progress
 from seq2seq.decode.contract import SearchModel, SearchState
 from seq2seq.decode.search import beam_search, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
@@ -197,3 +198,53 @@ def test_search_config_runs_the_search_it_names():
     assert [[h.tokens for h in hs] for hs in beam] == [[h.tokens for h in hs] for hs in beam_search(model, src, beam=3, nbest=2, max_len_b=10)]
     assert [hs[0].tokens for hs in search(model, src, SearchConfig(temperature=0.0, max_len_b=10))] == \
         [h.tokens for h in greedy(model, src, max_len_b=10)]
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_constraint_progress_unordered_ordered_and_interrupted():
+    c = Constraints([[5, 6], [7]])
+    state = c.advance(Progress(), 5)
+    assert (state.current, state.matched, c.pieces_met(state), c.useful(state)) == (0, 1, 1, {6, 7})
+    state = c.advance(state, 8)  # interrupted: [5, 6] must start again
+    assert c.pieces_met(state) == 0 and c.useful(state) == {5, 7}
+    state = c.advance(c.advance(c.advance(state, 7), 5), 6)
+    assert c.done(state) and c.pieces_met(state) == 3 and c.useful(state) == set()
+    ordered = Constraints([[5, 6], [7]], ordered=True)
+    assert ordered.useful(Progress()) == {5} and ordered.advance(Progress(), 7) == Progress()
+
+
+def test_a_bank_keeps_the_constrained_hypothesis_that_plain_beam_drops():
+    # Step 1 offers 5 (0.5), 6 (0.4) and the constraint piece 8 (0.05); each then ends with p(<eos>) = 0.9.
+    model = FixedModel({(): {5: 0.5, 6: 0.4, 8: 0.05}, (5,): {EOS: 0.9}, (6,): {EOS: 0.9}, (8,): {EOS: 0.9}})
+    src = torch.tensor([[7, 3]])
+    plain = beam_search(model, src, beam=2, lenpen=0.0, nbest=2)[0]
+    assert [h.tokens for h in plain] == [[5], [6]]  # beam 2 keeps 5 and 6: 8 is gone after step 1
+    (best,) = beam_search(model, src, beam=2, lenpen=0.0, constraints=[Constraints([[8]])])[0]
+    # Bank 1 (one constraint piece met) kept 8 beside bank 0's 5; without it only 5 8 … or 6 8 … were left,
+    # and those end far lower (p(8 | 5) = 0.1 / 9, then p(<eos>) = 0.1).
+    assert best.tokens == [8] and best.score == pytest.approx(math.log(0.05) + math.log(0.9), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_constrained_search_without_constraints_is_plain_beam_search(name):
+    torch.manual_seed(5)
+    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    src = model.make_source([[7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17]])
+    plain = beam_search(model, src, beam=3, nbest=3, max_len_b=10)
+    banked = beam_search(model, src, beam=3, nbest=3, max_len_b=10, constraints=[Constraints([])] * 3)
+    for p, b in zip(plain, banked):
+        assert [h.tokens for h in p] == [h.tokens for h in b]
+        assert [h.score for h in p] == pytest.approx([h.score for h in b], abs=1e-6)
+
+
+def test_eos_waits_for_every_constraint():
+    ends_at_once = FixedModel({}, default={EOS: 0.6, 5: 0.2})
+    src = torch.tensor([[7, 7, 7, 3]])
+    assert beam_search(ends_at_once, src, beam=3, lenpen=0.0)[0][0].tokens == []
+    for ordered in (False, True):
+        hyps = beam_search(ends_at_once, src, beam=3, nbest=3, lenpen=0.0, constraints=[Constraints([[8, 9], [6]], ordered)])[0]
+        assert len(hyps) == 3
+        for h in hyps:
+            assert 6 in h.tokens and any(h.tokens[k:k + 2] == [8, 9] for k in range(len(h.tokens)))
+            assert not ordered or h.tokens.index(6) > h.tokens.index(8)

@@ -328,3 +328,39 @@ def test_scores_are_the_teacher_forced_log_probabilities(toy_tokenizer, name):
 def test_score_needs_one_target_per_source(trained):
     with pytest.raises(ValueError, match="2 sources but 1 targets"):
         trained.score(["A.", "B."], ["Un."])
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_every_constraint_appears_in_the_trained_models_output(trained):
+    sources = [en for en, _ in toy_pairs(10, seed=3)]
+    wanted = [["maison"], ["rouge", "petit"], ["chien dort"], ["ballon", "homme", "femme"], [], ["voit"],
+              ["grand"], ["court"], ["le chat", "un chien"], ["mange"]]
+    plain = trained.translate(sources, beam=4)
+    assert sum(all(w in p.split() for w in c if " " not in w) for p, c in zip(plain, wanted) if c) < 5  # not there by luck
+    for search in (SearchConfig(beam=4), SearchConfig(beam=4, constraints_ordered=True)):
+        out = trained.translate_full(sources, search, constraints=wanted)
+        for t, phrases in zip(out, wanted):
+            words = " " + " ".join(t.text.rstrip(".").split()) + " "
+            assert all(f" {p} " in words for p in phrases), (t.text, phrases)
+            positions = [words.index(f" {p} ") for p in phrases]
+            assert not search.constraints_ordered or positions == sorted(positions), (t.text, phrases)
+
+
+def test_a_small_beam_is_raised_once_and_an_impossible_constraint_dropped(trained):
+    del trained.warnings[:]
+    trained._said_beam = False
+    sources = ["The cat sees a dog.", "A man eats."]
+    out = trained.translate_full(sources, SearchConfig(beam=2), constraints=[["rouge", "petit", "maison"], ["grand", "petit"]])
+    assert all(w in out[0].text.split() for w in ("rouge", "petit", "maison"))
+    (said,) = [w for w in trained.warnings if "raised" in w]  # once, though both lines needed it
+    assert said.startswith("warning: beam 2 is too small for ") and "raised to the number of constraints + 1" in said
+    long_phrase = " ".join(["rouge"] * 30)
+    out = trained.translate_full(["A dog."], SearchConfig(beam=4, max_len_a=0.0, max_len_b=8),
+                                 constraints=[[long_phrase, "maison"]])[0]
+    assert "maison" in out.text and any("dropped for this line" in w for w in trained.warnings)
+
+
+def test_constraints_need_beam_search(trained):
+    with pytest.raises(ValueError, match="need beam search"):
+        trained.translate_full(["A dog."], SearchConfig(temperature=1.0), constraints=[["maison"]])

@@ -33,6 +33,7 @@ class SearchConfig:
     top_p: float = 1.0  # sample among the smallest set of pieces holding probability p
     seed: int | None = None  # for reproducible sampling
     use_cache: bool = True  # keys/values of earlier steps kept (False recomputes them: slower, same result)
+    constraints_ordered: bool = False  # lexical constraints must appear in the order given
 
     def __post_init__(self):
         if self.beam < 1:

@@ -14,6 +14,7 @@ import torch
 
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.constraints import Constraints, Progress, allocate
 from seq2seq.decode.prefix import TargetPrefix
 
 BANNED = (PAD, BOS, SEP)  # never part of a translation: padding, the decoder's start, the source/target separator
@@ -132,14 +133,16 @@ def force(model, src, targets: list[list[int]], use_cache: bool = True) -> list[
 
 
 def search(model, src, config: SearchConfig, generator: torch.Generator | None = None, observer=None,
-           prefix: TargetPrefix | None = None) -> list[list[Hypothesis]]:
+           prefix: TargetPrefix | None = None, constraints: list[Constraints] | None = None) -> list[list[Hypothesis]]:
     """Run the search `config` names: per row, best-first hypotheses (one when sampling)."""
     common = {"max_len_a": config.max_len_a, "max_len_b": config.max_len_b, "use_cache": config.use_cache,
               "prefix": prefix}
     if config.sampling:
+        if constraints is not None:
+            raise ValueError("lexical constraints need beam search, not sampling (temperature)")
         found = sample(model, src, config.temperature, config.top_k, config.top_p, generator, observer=observer, **common)
         return [[h] for h in found]
-    return beam_search(model, src, config.beam, config.lenpen, config.nbest, **common)
+    return beam_search(model, src, config.beam, config.lenpen, config.nbest, constraints=constraints, **common)
 
 
 # ---------------------------------------------------------------------------------------------- beam search
@@ -152,6 +155,7 @@ class _Beams:
     tokens: torch.Tensor  # (n·beam, 1 + t): decoder start, then the pieces so far
     token_logprobs: torch.Tensor  # (n·beam, t)
     scores: torch.Tensor  # (n, beam): log-probabilities so far, -inf for a dead row
+    progress: list[Progress] | None = None  # (n·beam) with constraints: each row's progress on them
 
 
 @dataclass
@@ -166,11 +170,13 @@ class _Candidates:
 
 @torch.no_grad()
 def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, max_len_a: float = 1.0,
-                max_len_b: int = 50, use_cache: bool = True, prefix: TargetPrefix | None = None) -> list[list[Hypothesis]]:
-    """Beam search batched over sentences × beams (§6.1: beam 4, α = 0.6), in fairseq's three moves per step:
+                max_len_b: int = 50, use_cache: bool = True, prefix: TargetPrefix | None = None,
+                constraints: list[Constraints] | None = None) -> list[list[Hypothesis]]:
+    """Beam search batched over sentences × beams (§6.1: beam 4, α = 0.6), in fairseq's moves per step:
     `_candidates` (the 2·beam best extensions, so finished ones never starve the beam), `_finalize` (those
-    ending in <eos> join the sentence's finished list) and `_prune` (the best `beam` others stay live; a
-    sentence leaves the batch once no live hypothesis can beat its finished ones).
+    ending in <eos> join the sentence's finished list), `_advance` (the best `beam` others stay live) and
+    `_prune` (a sentence leaves the batch once no live hypothesis can beat its finished ones). With
+    `constraints` (one per sentence), `_constrained_step` takes the place of the middle three.
     Returns, per sentence, the `nbest` best hypotheses by length-penalised score.
     """
     if not 1 <= nbest <= beam:
@@ -185,21 +191,29 @@ def beam_search(model, src, beam: int = 4, lenpen: float = 0.6, nbest: int = 1, 
                    torch.full((batch * beam, 1), model.decoder_start_id, dtype=torch.long, device=device),
                    torch.zeros(batch * beam, 0, device=device), scores)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    unmet: list[list[Hypothesis]] = [[] for _ in range(batch)]  # with constraints: ended at the cap without all
+    if constraints is not None:
+        beams.progress = [Progress()] * (batch * beam)
     best_possible_lp = length_penalty(limit.float() + 1, lenpen)  # the longest a hypothesis can get, <eos> included
     for t in range(int(limit.max()) + 1):  # t = pieces generated so far
         logprobs = ban(model.step(state, beams.tokens).float().log_softmax(-1))
         sentence = beams.active.repeat_interleave(beam)
         if prefix is not None:
             logprobs = prefix.restrict(logprobs, t, sentence, beams.tokens)
-        cands = _candidates(beams, _cap(logprobs, t >= limit[sentence]), beam)
-        _finalize(beams, cands, finished, length_penalty(float(t + 1), lenpen), beam)
-        state.reorder(_advance(beams, cands, beam))
+        logprobs, lp = _cap(logprobs, t >= limit[sentence]), length_penalty(float(t + 1), lenpen)
+        if constraints is None:
+            cands = _candidates(beams, logprobs, beam)
+            _finalize(beams, cands, finished, lp, beam)
+            origin = _advance(beams, cands, beam)
+        else:
+            origin = _constrained_step(beams, logprobs, t < limit[sentence], constraints, (finished, unmet), lp, beam)
+        state.reorder(origin)
         keep_rows = _prune(beams, finished, best_possible_lp, beam)
         if keep_rows is not None:
             if keep_rows.numel() == 0:
                 break
             state.select(keep_rows)
-    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+    return [sorted(hyps or fallback, key=lambda h: -h.score)[:nbest] for hyps, fallback in zip(finished, unmet)]
 
 
 def _cap(logprobs: torch.Tensor, at_limit: torch.Tensor) -> torch.Tensor:
@@ -223,10 +237,14 @@ def _finalize(beams: _Beams, cands: _Candidates, finished: list[list[Hypothesis]
     """Hypotheses ending in <eos> among the best `beam` candidates are finished: score = log p / lp."""
     new_done = (cands.is_eos[:, :beam] & (cands.scores[:, :beam] > NEG_INF)).nonzero().tolist()
     for i, j in new_done:
-        row, total = i * beam + int(cands.origin[i, j]), cands.scores[i, j]
-        lps = beams.token_logprobs[row].tolist() + [float(total - beams.scores[i, cands.origin[i, j]])]
-        finished[int(beams.active[i])].append(Hypothesis(beams.tokens[row, 1:].tolist(), float(total) / lp,
-                                                         float(total), lps))
+        _finish(beams, finished, i, int(cands.origin[i, j]), float(cands.scores[i, j]), lp, beam)
+
+
+def _finish(beams: _Beams, finished: list[list[Hypothesis]], i: int, b: int, total: float, lp: float, beam: int) -> None:
+    """Row b of sentence i ends here with <eos>, at log-probability `total`."""
+    row = i * beam + b
+    lps = beams.token_logprobs[row].tolist() + [total - float(beams.scores[i, b])]
+    finished[int(beams.active[i])].append(Hypothesis(beams.tokens[row, 1:].tolist(), total / lp, total, lps))
 
 
 def _advance(beams: _Beams, cands: _Candidates, beam: int) -> torch.Tensor:
@@ -236,13 +254,50 @@ def _advance(beams: _Beams, cands: _Candidates, beam: int) -> torch.Tensor:
     rank = torch.arange(2 * beam, device=device).expand(n, -1) + cands.is_eos * (2 * beam)
     keep = rank.argsort(dim=1)[:, :beam]
     next_scores = cands.scores.gather(1, keep).masked_fill(cands.is_eos.gather(1, keep), NEG_INF)
-    next_origin, next_token = cands.origin.gather(1, keep), cands.token.gather(1, keep)
-    origin = (torch.arange(n, device=device)[:, None] * beam + next_origin).view(-1)
+    return _move(beams, cands.origin.gather(1, keep), cands.token.gather(1, keep), next_scores)
+
+
+def _move(beams: _Beams, next_origin: torch.Tensor, next_token: torch.Tensor, next_scores: torch.Tensor) -> torch.Tensor:
+    """Live rows extend rows `next_origin` (n, beam) of their sentence by `next_token` (n, beam); returns
+    the rows they came from (for the model's state)."""
+    n, beam = next_origin.shape
+    origin = (torch.arange(n, device=next_origin.device)[:, None] * beam + next_origin).view(-1)
     step_lp = (next_scores - beams.scores.gather(1, next_origin)).view(-1, 1)
     beams.tokens = torch.cat([beams.tokens[origin], next_token.view(-1, 1)], 1)
     beams.token_logprobs = torch.cat([beams.token_logprobs[origin], step_lp], 1)
     beams.scores = next_scores
     return origin
+
+
+def _constrained_step(beams: _Beams, logprobs: torch.Tensor, below_cap: torch.Tensor, constraints: list[Constraints],
+                      finished: tuple[list[list[Hypothesis]], ...], lp: float, beam: int) -> torch.Tensor:
+    """One step of dynamic beam allocation (seq2seq/decode/constraints.py): finalize, then fill the beam
+    bank by bank. <eos> waits until a row has met every constraint; a row at its cap ends anyway, into
+    `finished[1]`, which only counts for a sentence that has nothing in `finished[0]`."""
+    n, vocab = beams.active.numel(), logprobs.size(-1)
+    unmet = [not constraints[int(s)].done(p) for s, p in zip(beams.active.repeat_interleave(beam).tolist(), beams.progress)]
+    logprobs[torch.tensor(unmet, device=logprobs.device) & below_cap, EOS] = NEG_INF
+    total = beams.scores.view(-1, 1) + logprobs
+    top_scores, top = total.view(n, beam * vocab).topk(2 * beam, dim=1)
+    best = total.argmax(1).tolist()
+    picks = []
+    for i, sent in enumerate(beams.active.tolist()):
+        cands = dict(zip((divmod(c, vocab) for c in top[i].tolist()), top_scores[i].tolist()))
+        for b in range(beam):
+            row = i * beam + b
+            for token in constraints[sent].useful(beams.progress[row]) | {best[row]}:
+                cands[(b, token)] = float(total[row, token])
+        rules = constraints[sent]
+        after = [(s, b, w, rules.advance(beams.progress[i * beam + b], w)) for (b, w), s in cands.items() if s > NEG_INF]
+        order = allocate([(c[0], rules.pieces_met(c[3]), c) for c in after])
+        for s, b, w, _ in order[:beam]:  # as plain beam search: <eos> among the first `beam` is finished
+            if w == EOS:
+                _finish(beams, finished[unmet[i * beam + b]], i, b, s, lp, beam)
+        live = [c for c in order if c[2] != EOS][:beam]
+        picks.append(live + [(NEG_INF, 0, EOS, Progress())] * (beam - len(live)))  # dead rows fill the rest
+    beams.progress = [c[3] for row in picks for c in row]
+    as_tensor = lambda k, dtype: torch.tensor([[c[k] for c in row] for row in picks], dtype=dtype, device=logprobs.device)  # noqa: E731
+    return _move(beams, as_tensor(1, torch.long), as_tensor(2, torch.long), as_tensor(0, torch.float))
 
 
 def _prune(beams: _Beams, finished: list[list[Hypothesis]], best_possible_lp: torch.Tensor, beam: int):
@@ -262,4 +317,6 @@ def _prune(beams: _Beams, finished: list[list[Hypothesis]], best_possible_lp: to
     rows = (keep[:, None] * beam + torch.arange(beam, device=device)).view(-1)
     beams.active, beams.scores = beams.active[keep], beams.scores[keep]
     beams.tokens, beams.token_logprobs = beams.tokens[rows], beams.token_logprobs[rows]
+    if beams.progress is not None:
+        beams.progress = [beams.progress[r] for r in rows.tolist()]
     return rows
