@@ -280,3 +280,29 @@ def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
     assert other.returncode == 2 and err.decode().count("\n") == 1
     assert "changed since the run that made it: options;" in err.decode()
     assert (tmp_path / "out.fr.partial").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_constraints_file_puts_every_phrase_in_its_line(model_dir, tmp_path, capsys):
+    source, constraints = tmp_path / "in.en", tmp_path / "terms.fr"
+    source.write_text("The cat.\nA dog.\nThe man.\n")
+    constraints.write_text("maison\trouge\n\npetit chat\n")
+    translate("--model", model_dir, "--beam", "3", "--max-len-b", "8", "-i", source, "--constraints-file", constraints,
+              "--constraints-ordered")
+    first, _, third = capsys.readouterr().out.splitlines()
+    assert "maison" in first and "rouge" in first and first.index("maison") < first.index("rouge")
+    assert "petit chat" in third
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "0.5", "A."], "--constraints-file needs beam search: drop --temperature"),
+    (["A.", "B."], "--constraints-file has 1 lines but the input has 2"),
+])
+def test_constraints_file_errors_are_one_line_before_any_work(model_dir, tmp_path, capsys, args, message):
+    constraints = tmp_path / "terms.fr"
+    constraints.write_text("maison\n")
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, "--constraints-file", constraints, *args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"error: {message}\n"

@@ -80,7 +80,7 @@ def add_search_arguments(p, sampling: bool = True) -> None:
 def search_config(args) -> SearchConfig:
     """The search the flags describe; UserError names the flag that is wrong."""
     fields = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b}
-    for name in ("nbest", "temperature", "top_k", "top_p", "seed"):
+    for name in ("nbest", "temperature", "top_k", "top_p", "seed", "constraints_ordered"):
         if hasattr(args, name):
             fields[name] = getattr(args, name)
     try:

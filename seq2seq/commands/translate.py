@@ -27,6 +27,8 @@ from seq2seq.commands.partial import PartialOutput
 from seq2seq.data.corpora import sha256_file
 
 HISTORY = Path.home() / ".seq2seq_history"
+# option -> (the translate_full keyword it fills, the flag): files with one entry per input line
+LINE_FILES = {"prefix_file": ("target_prefix", "--prefix-file"), "constraints_file": ("constraints", "--constraints-file")}
 
 
 def add_arguments(p) -> None:
@@ -53,6 +55,9 @@ def add_arguments(p) -> None:
                    help="a prompt with line editing and history; `source ||| prefix` forces a target prefix")
     g.add_argument("--prefix-file", type=Path, metavar="F",
                    help="one French prefix per input line (an empty line: none): each translation begins with it")
+    g.add_argument("--constraints-file", type=Path, metavar="F",
+                   help="per input line, tab-separated French phrases the translation must contain (beam search)")
+    g.add_argument("--constraints-ordered", action="store_true", help="the constraints must appear in the order given")
     add_search_arguments(p)
     add_model_arguments(p)
 
@@ -61,7 +66,7 @@ def run(args) -> None:
     search = search_config(args)
     options = {"search": search, **batching(args)}  # the keywords of Translator.translate_full
     check_arguments(args)
-    prefixes = read_prefixes(args)
+    extras = read_line_files(args)
     translator = load_translator(args)
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
     layers = len(translator.model.decoder.layers) if args.alignments else 0
@@ -72,16 +77,16 @@ def run(args) -> None:
         if args.interactive:
             return interactive(translator, options, formatter)
         if args.resume:
-            return resume(args, translator, options, formatter, prefixes)
+            return resume(args, translator, options, formatter, extras)
         total = count_lines(args.input) if args.input else len(args.text) or None
         with progress_bar(args, total, show_by_default=bool(args.input or args.output)) as bar:
             options["progress"] = bar.update
             if args.output is None:
-                return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), prefixes)
+                return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), extras)
             from seq2seq.train.checkpoint import atomic_write
 
             atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
-                                                                 prefixes))
+                                                                 extras))
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -96,15 +101,18 @@ def check_arguments(args) -> None:
         raise UserError(f"input file not found: {args.input}")
     if args.resume and (args.input is None or args.output is None):
         raise UserError("--resume continues a file: it needs -i INPUT and -o OUTPUT")
+    if args.constraints_file is not None and args.temperature is not None:
+        raise UserError("--constraints-file needs beam search: drop --temperature")
     check_output(args.output, args.force)
 
 
-def resume(args, translator, options: dict, formatter: Formatter, prefixes: list[str] | None) -> None:
+def resume(args, translator, options: dict, formatter: Formatter, extras: dict[str, list]) -> None:
     """Translate into OUTPUT.partial, after the lines an earlier run left there; see commands/partial.py."""
     record = {"input_sha256": sha256_file(args.input), "model": model_record(args.model, translator),
               "options": {**asdict(options["search"]), "format": args.format, "scores": args.scores,
                           "alignments": args.alignments, "alignment_layer": args.alignment_layer,
-                          "prefix_file_sha256": sha256_file(args.prefix_file) if args.prefix_file else None}}
+                          **{f"{attr}_sha256": sha256_file(getattr(args, attr)) if getattr(args, attr) else None
+                             for attr in LINE_FILES}}}
     output = PartialOutput(args.output, record)
     f, done = output.open()
     if done:
@@ -113,7 +121,7 @@ def resume(args, translator, options: dict, formatter: Formatter, prefixes: list
     with f, progress_bar(args, count_lines(args.input), initial=done, show_by_default=True) as bar:
         options["progress"] = bar.update
         translate_stream(translator, options, formatter, f, islice(lines, done, None), buffer_size,
-                         prefixes[done:] if prefixes is not None else None)
+                         {keyword: values[done:] for keyword, values in extras.items()})
         output.finish(f)
 
 
@@ -132,34 +140,39 @@ def input_lines(args):
     return read_lines(stream), size
 
 
-def read_prefixes(args) -> list[str] | None:
-    """The --prefix-file lines; a line count other than the input's is refused before any work (for
-    standard input, as soon as the mismatch shows)."""
-    if args.prefix_file is None:
-        return None
-    if args.interactive:
-        raise UserError("--interactive takes its prefixes as `source ||| prefix`, not from --prefix-file")
-    if not args.prefix_file.is_file():
-        raise UserError(f"prefix file not found: {args.prefix_file}")
-    with args.prefix_file.open("rb") as f:
-        prefixes = list(read_lines(f, warn=lambda m: warn(f"{args.prefix_file}: {m}")))
+def read_line_files(args) -> dict[str, list]:
+    """What --prefix-file and --constraints-file give each input line: {translate_full keyword: one entry
+    per line}. A line count other than the input's is refused before any work (for standard input, as
+    soon as the mismatch shows)."""
     n = count_lines(args.input) if args.input is not None else len(args.text) if args.text else None
-    if n is not None and n != len(prefixes):
-        raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has {n}")
-    return prefixes
+    out = {}
+    for attr, (keyword, flag) in LINE_FILES.items():
+        path = getattr(args, attr)
+        if path is None:
+            continue
+        if args.interactive:
+            raise UserError(f"--interactive takes no {flag} (a prefix goes after `|||` on the line)")
+        if not path.is_file():
+            raise UserError(f"{flag} not found: {path}")
+        with path.open("rb") as f:
+            lines = list(read_lines(f, warn=lambda m, p=path: warn(f"{p}: {m}")))
+        if n is not None and n != len(lines):
+            raise line_count_error(keyword, len(lines), n)
+        out[keyword] = lines if keyword == "target_prefix" else [[c for c in line.split("\t") if c.strip()] for line in lines]
+    return out
 
 
 def translate_stream(translator, options: dict, formatter: Formatter, out, lines, buffer_size: int,
-                     prefixes: list[str] | None = None) -> None:
-    """Translate `lines` buffer by buffer, writing (and flushing) one line per input line."""
-    number = 0
+                     extras: dict[str, list] | None = None) -> None:
+    """Translate `lines` buffer by buffer, writing (and flushing) one line per input line; `extras` gives
+    per-line keywords of translate_full (target_prefix, constraints)."""
+    number, extras = 0, extras or {}
     while chunk := list(islice(lines, buffer_size)):
         start = time.perf_counter()
-        extra = {}
-        if prefixes is not None:
-            extra["target_prefix"] = prefixes[number:number + len(chunk)]
-            if len(extra["target_prefix"]) < len(chunk):
-                raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has more")
+        extra = {keyword: values[number:number + len(chunk)] for keyword, values in extras.items()}
+        for keyword, values in extra.items():
+            if len(values) < len(chunk):
+                raise line_count_error(keyword, len(extras[keyword]), "more")
         translations = translator.translate_full(chunk, **options, **extra)
         timing = {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": len(chunk)}
         for t in translations:
@@ -168,8 +181,14 @@ def translate_stream(translator, options: dict, formatter: Formatter, out, lines
             if options["explain"]:
                 formatter.explain(number, t)
         out.flush()
-    if prefixes is not None and number != len(prefixes):
-        raise UserError(f"--prefix-file has {len(prefixes)} lines but the input has {number}")
+    for keyword, values in extras.items():
+        if len(values) != number:
+            raise line_count_error(keyword, len(values), number)
+
+
+def line_count_error(keyword: str, lines: int, input_lines) -> UserError:
+    flag = next(flag for k, flag in LINE_FILES.values() if k == keyword)
+    return UserError(f"{flag} has {lines} lines but the input has {input_lines}")
 
 
 def interactive(translator, options: dict, formatter: Formatter) -> None:
