@@ -8,18 +8,22 @@ parts translated separately and joined; a single sentence still too long is trun
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
 from seq2seq.data.batching import collate, layout_of
+from seq2seq.data.corpora import sha256_file
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.constraints import Constraints
+from seq2seq.decode.ensemble import Ensemble
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
@@ -116,13 +120,26 @@ class Translator:
 
     @classmethod
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
-        """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong."""
-        from seq2seq.model.directory import load_model_dir
+        """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong.
+        A list of directories loads an ensemble (seq2seq/decode/ensemble.py): one tokenizer for all."""
+        from seq2seq.model.directory import ModelDirError, load_model_dir
 
+        directories = [Path(directory)] if isinstance(directory, (str, os.PathLike)) else [Path(d) for d in directory]
         dev = pick_device(device)
         check_precision(precision, dev)  # before the weights move anywhere
-        model, tokenizer, _ = load_model_dir(directory, dev)
-        return cls(model, tokenizer, dev, warn, precision)
+        loaded = [load_model_dir(d, dev) for d in directories]
+        tokenizers = [sha256_file(d / "spm.model") for d in directories]
+        for d, sha in zip(directories[1:], tokenizers[1:]):
+            if sha != tokenizers[0]:
+                raise ModelDirError(f"{d}: its tokenizer (spm.model sha256 {sha[:12]}…) is not {directories[0]}'s "
+                                    f"({tokenizers[0][:12]}…); an ensemble needs one tokenizer")
+        model = loaded[0][0] if len(loaded) == 1 else Ensemble([m for m, _, _ in loaded])
+        return cls(model, loaded[0][1], dev, warn, precision)
+
+    @property
+    def ensemble(self) -> bool:
+        """Several models decoding as one (Translator.load with several directories)."""
+        return isinstance(self.model, Ensemble)
 
     # ------------------------------------------------------------------------------------------ input
 
@@ -174,6 +191,9 @@ class Translator:
                 raise ValueError(f"{len(given)} {name} for {len(sentences)} sentences")
         if search.sampling and constraints and any(constraints):
             raise ValueError("lexical constraints need beam search, not sampling (temperature)")
+        if self.ensemble and (alignments or (explain and not search.sampling)):
+            raise ValueError("alignments, and explain with beam search, read one model's attention or logits: "
+                             "not available for an ensemble")
         parts = self.split(sentences)
         units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
         unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet

@@ -11,7 +11,8 @@ from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.constraints import Constraints, Progress
 from seq2seq.decode.contract import SearchModel, SearchState
-from seq2seq.decode.search import beam_search, greedy, length_penalty, sample, search
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.search import beam_search, force, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
 from tests.conftest import compose_config
 
@@ -248,3 +249,37 @@ def test_eos_waits_for_every_constraint():
         for h in hyps:
             assert 6 in h.tokens and any(h.tokens[k:k + 2] == [8, 9] for k in range(len(h.tokens)))
             assert not ordered or h.tokens.index(6) > h.tokens.index(8)
+
+
+# ---------------------------------------------------------------------------------------------- ensembles
+
+def tiny(name: str, seed: int):
+    torch.manual_seed(seed)
+    return build_model(compose_config(f"model={name}").model, 40).eval()
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_an_ensemble_of_one_is_that_model(name):
+    model = tiny(name, 7)
+    one = Ensemble([model])
+    assert isinstance(one, SearchModel)
+    src = model.make_source([[7, 8, 9, 10], [11, 12], [13, 14, 15]])
+    runs = [lambda m: [[h] for h in greedy(m, src, max_len_b=10)],
+            lambda m: beam_search(m, src, beam=3, nbest=2, max_len_b=10),
+            lambda m: [[h] for h in sample(m, src, 1.0, generator=torch.Generator().manual_seed(3), max_len_b=10)]]
+    for run in runs:
+        for alone, ensembled in zip(run(model), run(one)):
+            assert [h.tokens for h in alone] == [h.tokens for h in ensembled]
+            assert [h.score for h in alone] == pytest.approx([h.score for h in ensembled], abs=1e-5)
+
+
+def test_an_ensemble_of_both_kinds_averages_their_probabilities_every_step():
+    enc_dec, dec = tiny("transformer_tiny", 8), tiny("gpt_tiny", 9)
+    pair = Ensemble([enc_dec, dec])
+    sources, targets = [[7, 8, 9, 10], [11, 12]], [[20, 21, 22], [23]]
+    alone = [force(m, m.make_source(sources), targets) for m in (enc_dec, dec)]
+    together = force(pair, pair.make_source(sources), targets)
+    for a, b, both in zip(*alone, together):
+        expected = [math.log((math.exp(x) + math.exp(y)) / 2) for x, y in zip(a.token_logprobs, b.token_logprobs)]
+        assert both.token_logprobs == pytest.approx(expected, abs=1e-5)
+    assert [h[0].tokens for h in beam_search(pair, pair.make_source(sources), beam=2, max_len_b=6)]  # it searches

@@ -306,3 +306,31 @@ def test_constraints_file_errors_are_one_line_before_any_work(model_dir, tmp_pat
         translate("--model", model_dir, "--constraints-file", constraints, *args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == f"error: {message}\n"
+
+
+# ---------------------------------------------------------------------------------------------- ensembles
+
+def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, toy_tokenizer, tmp_path, capsys):
+    other = make_model_dir(tmp_path / "other", toy_tokenizer)  # same tokenizer, same seed: the same weights
+    sentences = ["The cat sees a dog.", "", "A man eats."]
+    translate("--model", model_dir, "--beam", "2", "--max-len-b", "6", "--scores", *sentences)
+    alone = capsys.readouterr().out
+    translate("--model", model_dir, "--model", other, "--beam", "2", "--max-len-b", "6", "--scores", *sentences)
+    assert capsys.readouterr().out == alone
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, "--model", other, "--alignments", "x")
+    assert e.value.code == 2 and "need a single --model" in capsys.readouterr().err
+
+
+def test_an_ensemble_refuses_models_with_different_tokenizers_in_one_line(model_dir, tmp_path, capsys):
+    from seq2seq.data.tokenizer import train_tokenizer
+    from tests.conftest import toy_pairs
+
+    pairs = toy_pairs(500, seed=3)
+    other_tokenizer = train_tokenizer([s for p in pairs for s in p], tmp_path / "other.model", vocab_size=350)
+    other = make_model_dir(tmp_path / "other", other_tokenizer)
+    for command in (["translate", "x"], ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
+        with pytest.raises(SystemExit) as e:
+            main([*command, "--model", str(model_dir), "--model", str(other)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err and str(other) in err

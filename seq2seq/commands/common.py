@@ -28,9 +28,14 @@ def warn(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- model
 
-def add_model_arguments(p) -> None:
+def add_model_arguments(p, ensemble: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+    if ensemble:
+        g.add_argument("--model", type=Path, action="append",
+                       help="model directory (default: the model/ of the latest finished `make train` run); "
+                            "repeat for an ensemble, which averages the models' next-piece probabilities")
+    else:
+        g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
@@ -52,6 +57,8 @@ def load_translator(args):
     if directory is None:
         directory = args.model = default_model_dir()  # the commands that record the model read it back
         warn(f"model: {directory}")
+    if isinstance(directory, list) and len(directory) == 1:
+        directory = directory[0]
     try:
         return Translator.load(directory, args.device, warn=warn, precision=args.precision)
     except ValueError as e:  # int8 on a GPU

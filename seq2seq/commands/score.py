@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
     g.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="text: logprob, mean, score, tab-separated; jsonl: also the pieces and their log-probabilities")
     g.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha of the score (default 0.6, as search)")
-    add_model_arguments(p)
+    add_model_arguments(p, ensemble=True)
 
 
 def run(args) -> None:

@@ -59,7 +59,7 @@ def add_arguments(p) -> None:
                    help="per input line, tab-separated French phrases the translation must contain (beam search)")
     g.add_argument("--constraints-ordered", action="store_true", help="the constraints must appear in the order given")
     add_search_arguments(p)
-    add_model_arguments(p)
+    add_model_arguments(p, ensemble=True)
 
 
 def run(args) -> None:
@@ -69,6 +69,8 @@ def run(args) -> None:
     extras = read_line_files(args)
     translator = load_translator(args)
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
+    if translator.ensemble and (args.alignments or (args.explain and args.temperature is None)):
+        raise UserError("--alignments, and --explain with beam search, need a single --model")
     layers = len(translator.model.decoder.layers) if args.alignments else 0
     if args.alignments and not -layers <= args.alignment_layer < layers:
         raise UserError(f"--alignment-layer {args.alignment_layer}: the decoder has {layers} layers")
@@ -125,10 +127,11 @@ def resume(args, translator, options: dict, formatter: Formatter, extras: dict[s
         output.finish(f)
 
 
-def model_record(directory: Path, translator) -> dict:
-    """What says which model made an output: its directory, the sha256 of its weights, its precision."""
-    return {"directory": str(directory.resolve()), "sha256": sha256_file(directory / "model.pt"),
-            "precision": translator.precision}
+def model_record(directories: Path | list[Path], translator) -> dict:
+    """What says which model made an output: its directories, the sha256 of their weights, the precision."""
+    directories = directories if isinstance(directories, list) else [directories]
+    return {"directories": [str(d.resolve()) for d in directories],
+            "sha256": [sha256_file(d / "model.pt") for d in directories], "precision": translator.precision}
 
 
 def input_lines(args):

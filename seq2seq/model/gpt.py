@@ -113,6 +113,11 @@ class DecoderOnly(nn.Module):
                 out[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
         return out.to(device)
 
+    @staticmethod
+    def source_ids(src: torch.Tensor) -> list[list[int]]:
+        """The inverse of `make_source`: each row's pieces, without padding."""
+        return [[t for t in row if t != PAD] for row in src.tolist()]
+
     def max_source_pieces(self) -> int:
         """Positions hold the source, <sep> and the output: room for an output as long as the source."""
         return (self.embed.max_positions - 1) // 2
