@@ -200,7 +200,8 @@ class Translator:
         if progress is not None:
             progress(unfinished.count(0))  # empty lines are done already
         first = 0
-        for line, prefix, wanted in zip(parts, target_prefix or [None] * len(parts), constraints or [None] * len(parts)):
+        none = [None] * len(parts)
+        for line, prefix, wanted in zip(parts, target_prefix or none, constraints or none):
             if line:
                 units[first].prefix, units[first].constraints = prefix, [c for c in wanted or [] if clean(c)]
             first += len(line)

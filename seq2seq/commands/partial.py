@@ -52,8 +52,8 @@ class PartialOutput:
                             "delete it to start again") from None
         differing = [key for key in sorted(self.record) if recorded.get(key) != self.record[key]]
         if differing:
-            raise UserError(f"cannot resume {self.partial}: changed since the run that made it: {', '.join(differing)}; "
-                            "delete it to start again")
+            raise UserError(f"cannot resume {self.partial}: changed since the run that made it: "
+                            f"{', '.join(differing)}; delete it to start again")
 
     def _cut_torn_line(self) -> int:
         """Drop whatever follows the last complete line (a write the interrupt cut short): -> lines kept."""

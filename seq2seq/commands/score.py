@@ -27,7 +27,8 @@ def add_arguments(p) -> None:
     g.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     g.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="text: logprob, mean, score, tab-separated; jsonl: also the pieces and their log-probabilities")
-    g.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha of the score (default 0.6, as search)")
+    g.add_argument("--lenpen", type=float, default=0.6,
+                   help="length penalty alpha of the score (default 0.6, as search)")
     add_model_arguments(p, ensemble=True)
 
 
@@ -68,6 +69,6 @@ def read_file(path: Path) -> list[str]:
 def format_line(scored, fmt: str) -> str:
     if fmt == "text":
         return f"{scored.logprob:.4f}\t{scored.mean:.4f}\t{scored.score:.4f}"
-    return json.dumps({"logprob": round(scored.logprob, 4), "mean": round(scored.mean, 4), "score": round(scored.score, 4),
-                       "pieces": scored.pieces, "token_logprobs": [round(x, 4) for x in scored.token_logprobs]},
-                      ensure_ascii=False)
+    record = {"logprob": round(scored.logprob, 4), "mean": round(scored.mean, 4), "score": round(scored.score, 4),
+              "pieces": scored.pieces, "token_logprobs": [round(x, 4) for x in scored.token_logprobs]}
+    return json.dumps(record, ensure_ascii=False)

@@ -28,7 +28,8 @@ from seq2seq.data.corpora import sha256_file
 
 HISTORY = Path.home() / ".seq2seq_history"
 # option -> (the translate_full keyword it fills, the flag): files with one entry per input line
-LINE_FILES = {"prefix_file": ("target_prefix", "--prefix-file"), "constraints_file": ("constraints", "--constraints-file")}
+LINE_FILES = {"prefix_file": ("target_prefix", "--prefix-file"),
+              "constraints_file": ("constraints", "--constraints-file")}
 
 
 def add_arguments(p) -> None:
@@ -161,7 +162,9 @@ def read_line_files(args) -> dict[str, list]:
             lines = list(read_lines(f, warn=lambda m, p=path: warn(f"{p}: {m}")))
         if n is not None and n != len(lines):
             raise line_count_error(keyword, len(lines), n)
-        out[keyword] = lines if keyword == "target_prefix" else [[c for c in line.split("\t") if c.strip()] for line in lines]
+        if keyword == "constraints":  # tab-separated phrases
+            lines = [[c for c in line.split("\t") if c.strip()] for line in lines]
+        out[keyword] = lines
     return out
 
 
@@ -240,7 +243,8 @@ class Formatter:
     def __init__(self, args, translator, search):
         self.format, self.scores, self.alignments = args.format, args.scores, args.alignments
         self.tokenizer = translator.tokenizer
-        self.search = search.describe() + ("" if search.sampling else ": the best hypothesis, its distributions recomputed")
+        recomputed = "" if search.sampling else ": the best hypothesis, its distributions recomputed"
+        self.search = search.describe() + recomputed
 
     def line(self, t, timing: dict) -> str:
         if self.format == "jsonl":

@@ -47,7 +47,8 @@ class SearchConfig:
         if self.temperature < 0:
             raise SearchConfigError(f"<temperature> must be 0 (greedy) or positive (got {self.temperature})")
         if self.nbest != 1:
-            raise SearchConfigError("<nbest> needs beam search: sampling (<temperature>) gives one translation per line")
+            raise SearchConfigError("<nbest> needs beam search: "
+                                    "sampling (<temperature>) gives one translation per line")
         if self.top_k < 0 or not 0 < self.top_p <= 1:
             raise SearchConfigError("<top_k> must be >= 0 and <top_p> in (0, 1]")
 

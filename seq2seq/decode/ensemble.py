@@ -44,7 +44,8 @@ class Ensemble(nn.Module):
         self.models = nn.ModuleList(models)
         first = models[0]
         self.kind, self.decoder_start_id = first.kind, first.decoder_start_id
-        self.make_source, self.source_ids, self.source_lengths = first.make_source, first.source_ids, first.source_lengths
+        self.make_source, self.source_ids = first.make_source, first.source_ids
+        self.source_lengths = first.source_lengths
 
     def max_source_pieces(self) -> int:
         return min(m.max_source_pieces() for m in self.models)
@@ -62,7 +63,8 @@ class Ensemble(nn.Module):
         return out
 
     def max_target_pieces(self, src: torch.Tensor) -> int | torch.Tensor:
-        rooms = [torch.as_tensor(m.max_target_pieces(s), device=src.device) for m, s in zip(self.models, self._sources(src))]
+        rooms = [torch.as_tensor(m.max_target_pieces(s), device=src.device)
+                 for m, s in zip(self.models, self._sources(src))]
         return torch.stack([r.expand(src.size(0)) for r in rooms]).min(0).values
 
     def begin(self, src: torch.Tensor, use_cache: bool = True) -> EnsembleState:

@@ -140,7 +140,8 @@ def search(model, src, config: SearchConfig, generator: torch.Generator | None =
     if config.sampling:
         if constraints is not None:
             raise ValueError("lexical constraints need beam search, not sampling (temperature)")
-        found = sample(model, src, config.temperature, config.top_k, config.top_p, generator, observer=observer, **common)
+        found = sample(model, src, config.temperature, config.top_k, config.top_p, generator, observer=observer,
+                       **common)
         return [[h] for h in found]
     return beam_search(model, src, config.beam, config.lenpen, config.nbest, constraints=constraints, **common)
 
@@ -240,7 +241,8 @@ def _finalize(beams: _Beams, cands: _Candidates, finished: list[list[Hypothesis]
         _finish(beams, finished, i, int(cands.origin[i, j]), float(cands.scores[i, j]), lp, beam)
 
 
-def _finish(beams: _Beams, finished: list[list[Hypothesis]], i: int, b: int, total: float, lp: float, beam: int) -> None:
+def _finish(beams: _Beams, finished: list[list[Hypothesis]], i: int, b: int, total: float, lp: float,
+            beam: int) -> None:
     """Row b of sentence i ends here with <eos>, at log-probability `total`."""
     row = i * beam + b
     lps = beams.token_logprobs[row].tolist() + [total - float(beams.scores[i, b])]
@@ -257,7 +259,8 @@ def _advance(beams: _Beams, cands: _Candidates, beam: int) -> torch.Tensor:
     return _move(beams, cands.origin.gather(1, keep), cands.token.gather(1, keep), next_scores)
 
 
-def _move(beams: _Beams, next_origin: torch.Tensor, next_token: torch.Tensor, next_scores: torch.Tensor) -> torch.Tensor:
+def _move(beams: _Beams, next_origin: torch.Tensor, next_token: torch.Tensor,
+          next_scores: torch.Tensor) -> torch.Tensor:
     """Live rows extend rows `next_origin` (n, beam) of their sentence by `next_token` (n, beam); returns
     the rows they came from (for the model's state)."""
     n, beam = next_origin.shape
@@ -275,7 +278,8 @@ def _constrained_step(beams: _Beams, logprobs: torch.Tensor, below_cap: torch.Te
     bank by bank. <eos> waits until a row has met every constraint; a row at its cap ends anyway, into
     `finished[1]`, which only counts for a sentence that has nothing in `finished[0]`."""
     n, vocab = beams.active.numel(), logprobs.size(-1)
-    unmet = [not constraints[int(s)].done(p) for s, p in zip(beams.active.repeat_interleave(beam).tolist(), beams.progress)]
+    sentence = beams.active.repeat_interleave(beam).tolist()
+    unmet = [not constraints[s].done(p) for s, p in zip(sentence, beams.progress)]
     logprobs[torch.tensor(unmet, device=logprobs.device) & below_cap, EOS] = NEG_INF
     total = beams.scores.view(-1, 1) + logprobs
     top_scores, top = total.view(n, beam * vocab).topk(2 * beam, dim=1)
@@ -288,7 +292,8 @@ def _constrained_step(beams: _Beams, logprobs: torch.Tensor, below_cap: torch.Te
             for token in constraints[sent].useful(beams.progress[row]) | {best[row]}:
                 cands[(b, token)] = float(total[row, token])
         rules = constraints[sent]
-        after = [(s, b, w, rules.advance(beams.progress[i * beam + b], w)) for (b, w), s in cands.items() if s > NEG_INF]
+        after = [(s, b, w, rules.advance(beams.progress[i * beam + b], w))
+                 for (b, w), s in cands.items() if s > NEG_INF]
         order = allocate([(c[0], rules.pieces_met(c[3]), c) for c in after])
         for s, b, w, _ in order[:beam]:  # as plain beam search: <eos> among the first `beam` is finished
             if w == EOS:
@@ -296,8 +301,10 @@ def _constrained_step(beams: _Beams, logprobs: torch.Tensor, below_cap: torch.Te
         live = [c for c in order if c[2] != EOS][:beam]
         picks.append(live + [(NEG_INF, 0, EOS, Progress())] * (beam - len(live)))  # dead rows fill the rest
     beams.progress = [c[3] for row in picks for c in row]
-    as_tensor = lambda k, dtype: torch.tensor([[c[k] for c in row] for row in picks], dtype=dtype, device=logprobs.device)  # noqa: E731
-    return _move(beams, as_tensor(1, torch.long), as_tensor(2, torch.long), as_tensor(0, torch.float))
+    def column(k: int, dtype) -> torch.Tensor:
+        return torch.tensor([[c[k] for c in row] for row in picks], dtype=dtype, device=logprobs.device)
+
+    return _move(beams, column(1, torch.long), column(2, torch.long), column(0, torch.float))
 
 
 def _prune(beams: _Beams, finished: list[list[Hypothesis]], best_possible_lp: torch.Tensor, beam: int):
