@@ -189,11 +189,7 @@ class Translator:
         for name, given in (("target prefixes", target_prefix), ("constraint lists", constraints)):
             if given is not None and len(given) != len(sentences):
                 raise ValueError(f"{len(given)} {name} for {len(sentences)} sentences")
-        if search.sampling and constraints and any(constraints):
-            raise ValueError("lexical constraints need beam search, not sampling (temperature)")
-        if self.ensemble and (alignments or (explain and not search.sampling)):
-            raise ValueError("alignments, and explain with beam search, read one model's attention or logits: "
-                             "not available for an ensemble")
+        self.check(search, alignments, explain, bool(constraints and any(constraints)))
         parts = self.split(sentences)
         units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
         unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet
@@ -224,6 +220,15 @@ class Translator:
             results.append(self._merge(sentence, units[k:k + len(line)], alignments))
             k += len(line)
         return results
+
+    def check(self, search: SearchConfig, alignments: bool = False, explain: bool = False,
+              constraints: bool = False) -> None:
+        """ValueError for a combination of options this translator cannot serve."""
+        if search.sampling and constraints:
+            raise ValueError("lexical constraints need beam search, not sampling (temperature)")
+        if self.ensemble and (alignments or (explain and not search.sampling)):
+            raise ValueError("alignments, and explain with beam search, read one model's attention or logits: "
+                             "not available for an ensemble")
 
     def translate(self, sentences: list[str] | str, search: SearchConfig | None = None, **kwargs) -> list[str] | str:
         """Best translation of each sentence, in input order (one string in, one string out). Search

@@ -70,8 +70,10 @@ def run(args) -> None:
     extras = read_line_files(args)
     translator = load_translator(args)
     options.update(alignments=args.alignments, alignment_layer=args.alignment_layer, explain=args.explain)
-    if translator.ensemble and (args.alignments or (args.explain and args.temperature is None)):
-        raise UserError("--alignments, and --explain with beam search, need a single --model")
+    try:
+        translator.check(search, args.alignments, args.explain)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     layers = len(translator.model.decoder.layers) if args.alignments else 0
     if args.alignments and not -layers <= args.alignment_layer < layers:
         raise UserError(f"--alignment-layer {args.alignment_layer}: the decoder has {layers} layers")
