@@ -1,11 +1,10 @@
 """Lexical constraints: target phrases that must appear in the output, by dynamic beam allocation.
 
-Post & Vilar (2018), "Fast Lexically Constrained Decoding with Dynamic Beam Allocation", §3: at every
+Post & Vilar (2018, NAACL), "Fast Lexically Constrained Decoding with Dynamic Beam Allocation": at every
 step the candidates are the usual best extensions plus, for every live hypothesis, the pieces that make
 progress on a constraint and its own best piece. The beam is then split into banks by the number of
-constraint pieces met, and filled round-robin from the bank that met most down, each bank's best first
-(§3.2): so a hypothesis that just paid for a constraint piece is not pushed out by cheaper ones that
-met fewer. Finished hypotheses are taken from the same order (<eos> among the first `beam`), so one that
+constraint pieces met, and filled round-robin from the bank that met most down, each bank's best first:
+so a hypothesis that just paid for a constraint piece is not pushed out by cheaper ones that met fewer. Finished hypotheses are taken from the same order (<eos> among the first `beam`), so one that
 met every constraint is not outranked by cheaper unfinished ones. <eos> is allowed only once every
 constraint is met (or at the length cap, so that a search never ends with nothing). Constraints are
 unordered unless `ordered`.
@@ -77,8 +76,8 @@ class Constraints:
 
 
 def allocate(candidates: list[tuple[float, int, object]]) -> list[object]:
-    """Dynamic beam allocation (§3.2): `candidates` are (score, bank, item); returns the items in the
-    order the beam takes them: in turn the best left in each bank, the bank with most pieces met first.
+    """Dynamic beam allocation: `candidates` are (score, bank, item); returns the items in the order the
+    beam takes them: in turn the best left in each bank, the bank with most pieces met first.
     With a single bank this is best-first, as plain beam search ranks."""
     banks: dict[int, list[tuple[float, object]]] = {}
     for score, bank, item in sorted(candidates, key=lambda c: -c[0]):
