@@ -33,7 +33,7 @@ from seq2seq.train import checkpoint  # noqa: E402
 from seq2seq.train.flops import FlopCounter  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
 from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
-from seq2seq.train.trainer import select_device, train  # noqa: E402
+from seq2seq.train.trainer import final_search, select_device, train  # noqa: E402
 from seq2seq.evaluate import score  # noqa: E402
 from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.translator import Translator  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
     src, ref = read_split(cfg.data.out_dir, "multi30k/test_2016_flickr", cfg.data.src_lang, cfg.data.tgt_lang)
     if cfg.trainer.test_max_sentences:
         src, ref = src[: cfg.trainer.test_max_sentences], ref[: cfg.trainer.test_max_sentences]
-    hyps = translator.translate(src, beam=cfg.trainer.final_beam, batch_tokens=cfg.trainer.eval_batch_tokens)
+    hyps = translator.translate(src, final_search(cfg.trainer), batch_tokens=cfg.trainer.eval_batch_tokens)
     report["last_checkpoint_multi30k_2016_bleu"] = score(hyps, ref)["bleu"]
 
     # Throughput probes on the same batches.

@@ -23,6 +23,7 @@ HYDRA_COMMANDS = {
 ARGPARSE_COMMANDS = {
     "translate": ("translate", "translate sentences (arguments, stdin or -i FILE)"),
     "evaluate": ("evaluate", "score a model on the test sets or on your own files"),
+    "score": ("score", "log-probability of given translations under a model (--src X --tgt Y)"),
     "attention": ("attention", "draw attention maps for one sentence"),
     "serve": ("serve", "translate over HTTP, with a web page (FastAPI + uvicorn)"),
     "tokenize": ("tokenize", "show the SentencePiece pieces and ids of a text"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.decode.config import SearchConfig
 from seq2seq.io import write_text
 
 
@@ -70,14 +71,16 @@ def keep_rate(sources: list[str], references: list[str], hypotheses: list[str], 
     return {"rate": round(kept / n, 4), "kept": kept, "n": n} if n else None
 
 
-def translate_and_score(translator, sources: list[str], references: list[str], beam: int = 4, bootstrap: int = 0,
-                        keep: bool = True, **search) -> tuple[list[str], dict]:
-    """Translate `sources` with beam search (§6.1) and score them: (hypotheses, results entry).
-    `keep`: add the keep-rate (English sources, French references) where the set has names or numbers."""
+def translate_and_score(translator, sources: list[str], references: list[str], search: SearchConfig | None = None,
+                        bootstrap: int = 0, keep: bool = True, **options) -> tuple[list[str], dict]:
+    """Translate `sources` (default: beam search as in §6.1) and score them: (hypotheses, results entry).
+    `keep`: add the keep-rate (English sources, French references) where the set has names or numbers.
+    `options`: batch_size, batch_tokens, progress for `Translator.translate_full`."""
+    search = search or SearchConfig()
     start = time.perf_counter()
-    hypotheses = translator.translate(sources, beam=beam, **search)
+    hypotheses = [t.text for t in translator.translate_full(sources, search, **options)]
     seconds = time.perf_counter() - start
-    entry = {**score(hypotheses, references, bootstrap), "beam": beam, "precision": translator.precision,
+    entry = {**score(hypotheses, references, bootstrap), "beam": search.beam, "precision": translator.precision,
              "seconds": round(seconds, 1)}
     if keep and (kept := keep_rate(sources, references, hypotheses)):
         entry["keep"] = kept

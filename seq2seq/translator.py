@@ -9,16 +9,25 @@ parts translated separately and joined; a single sentence still too long is trun
 from __future__ import annotations
 
 import math
+import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
 from seq2seq.data.batching import collate, layout_of
+from seq2seq.data.corpora import sha256_file
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
 from seq2seq.decode.precision import autocast, check as check_precision, prepare
-from seq2seq.decode.search import Hypothesis, beam_search, sample
+from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.constraints import Constraints
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.prefix import WORD_START, TargetPrefix
+from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
+from seq2seq.decode.search import search as run_search
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TOP = 5  # candidates shown per step by `explain`
@@ -63,13 +72,41 @@ class Translation:
 
 
 @dataclass
+class Scored:
+    """A given translation under the model: `Translator.score`."""
+
+    pieces: list[str]  # the target's pieces (<eos> not included)
+    token_logprobs: list[float]  # one per piece, then <eos>
+    lenpen: float  # the α its `score` is normalised with
+
+    @property
+    def logprob(self) -> float:
+        """The sum of the pieces' log-probabilities, <eos> included."""
+        return sum(self.token_logprobs)
+
+    @property
+    def mean(self) -> float:
+        """The mean log-probability per piece, <eos> included."""
+        return self.logprob / len(self.token_logprobs)
+
+    @property
+    def score(self) -> float:
+        """What beam search ranks by: log-probability / length penalty (Wu et al. 2016)."""
+        return self.logprob / length_penalty(len(self.token_logprobs), self.lenpen)
+
+
+@dataclass
 class _Unit:
     """What one search call translates: a whole line, or one sentence of an over-long line."""
 
     ids: list[int]
+    line: int  # which input line it belongs to
+    prefix: str | None = None  # French text the translation must begin with
+    constraints: list[str] = field(default_factory=list)  # French phrases the translation must hold
     hyps: list[Hypothesis] = field(default_factory=list)
     alignments: list[list[tuple[int, int]]] | None = None
     steps: list[Step] | None = None
+    generator: torch.Generator | None = None  # its own sampling generator, when its sentence has a seed
 
 
 class Translator:
@@ -80,16 +117,31 @@ class Translator:
         self.warn = warn or (lambda msg: None)
         # Room for the source in the model's positions (the decoder-only model also holds the target).
         self.max_source_pieces = model.max_source_pieces()
+        self._pieces: list[str] | None = None
+        self._said_beam = False  # the beam raised for constraints is said once
 
     @classmethod
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
-        """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong."""
-        from seq2seq.model.directory import load_model_dir
+        """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong.
+        A list of directories loads an ensemble (seq2seq/decode/ensemble.py): one tokenizer for all."""
+        from seq2seq.model.directory import ModelDirError, load_model_dir
 
+        directories = [Path(directory)] if isinstance(directory, (str, os.PathLike)) else [Path(d) for d in directory]
         dev = pick_device(device)
         check_precision(precision, dev)  # before the weights move anywhere
-        model, tokenizer, _ = load_model_dir(directory, dev)
-        return cls(model, tokenizer, dev, warn, precision)
+        loaded = [load_model_dir(d, dev) for d in directories]
+        tokenizers = [sha256_file(d / "spm.model") for d in directories]
+        for d, sha in zip(directories[1:], tokenizers[1:]):
+            if sha != tokenizers[0]:
+                raise ModelDirError(f"{d}: its tokenizer (spm.model sha256 {sha[:12]}…) is not {directories[0]}'s "
+                                    f"({tokenizers[0][:12]}…); an ensemble needs one tokenizer")
+        model = loaded[0][0] if len(loaded) == 1 else Ensemble([m for m, _, _ in loaded])
+        return cls(model, loaded[0][1], dev, warn, precision)
+
+    @property
+    def ensemble(self) -> bool:
+        """Several models decoding as one (Translator.load with several directories)."""
+        return isinstance(self.model, Ensemble)
 
     # ------------------------------------------------------------------------------------------ input
 
@@ -121,68 +173,199 @@ class Translator:
 
     # ------------------------------------------------------------------------------------------ search
 
-    def translate_full(self, sentences: list[str], beam: int = 4, lenpen: float = 0.6, nbest: int = 1,
-                       max_len_a: float = 1.0, max_len_b: int = 50, temperature: float | None = None,
-                       top_k: int = 0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 64,
-                       batch_tokens: int | None = None, use_cache: bool = True, alignments: bool = False,
-                       alignment_layer: int = -1, explain: bool = False) -> list[Translation]:
-        """Translate with beam search, or sample when `temperature` is given (0 = greedy).
+    def translate_full(self, sentences: list[str], search: SearchConfig | None = None, *,
+                       target_prefix: list[str | None] | None = None, batch_size: int = 64,
+                       batch_tokens: int | None = None, alignments: bool = False, alignment_layer: int = -1,
+                       explain: bool = False, progress: Callable[[int], None] | None = None,
+                       constraints: list[list[str]] | None = None,
+                       seeds: list[int | None] | None = None) -> list[Translation]:
+        """Translate with the search `search` describes (default: beam 4, α 0.6).
 
-        `alignments`: per hypothesis, the source piece each target piece attends to most (cross-attention
-        of `alignment_layer`, heads averaged). `explain`: the best hypothesis step by step (`Step`).
-        `seed`: one seed for the call, or a list of one seed (or None) per sentence, each of which then
-        samples the same whatever else is in the call.
+        `target_prefix`: per sentence, French text the translation must begin with (None or "" for none);
+        see seq2seq/decode/prefix.py. `alignments`: per hypothesis, the source piece each target piece
+        attends to most (cross-attention of `alignment_layer`, heads averaged). `explain`: the best
+        hypothesis step by step (`Step`). `progress(n)` hears of every n input lines done. `constraints`:
+        per sentence, French phrases that must appear (beam search only; seq2seq/decode/constraints.py).
+        A line split at sentence ends gives its prefix and its constraints to its first part.
+        `seeds`: per sentence, a seed (or None) for sampling in place of `search.seed`: such a sentence then
+        samples the same whatever else is in the call (the service batches requests that way).
         """
-        if temperature is None and not 1 <= nbest <= beam:
-            raise ValueError(f"nbest ({nbest}) must be between 1 and the beam size ({beam})")
-        if temperature is not None and nbest != 1:
-            raise ValueError("sampling draws one translation per input: nbest must be 1")
+        search = search or SearchConfig()
+        for name, given in (("target prefixes", target_prefix), ("constraint lists", constraints)):
+            if given is not None and len(given) != len(sentences):
+                raise ValueError(f"{len(given)} {name} for {len(sentences)} sentences")
+        self.check(search, alignments, explain, bool(constraints and any(constraints)))
         parts = self.split(sentences)
-        units = [_Unit(ids) for line in parts for ids in line]
+        units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
+        unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet
+        if progress is not None:
+            progress(unfinished.count(0))  # empty lines are done already
+        first = 0
+        none = [None] * len(parts)
+        for line, prefix, wanted in zip(parts, target_prefix or none, constraints or none):
+            if line:
+                units[first].prefix, units[first].constraints = prefix, [c for c in wanted or [] if clean(c)]
+            first += len(line)
         order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
-        generator = self._generators(seed, parts) if temperature is not None else None
+        if search.sampling and seeds is not None:
+            self._seed_units(units, seeds, len(sentences))
+        generator = None
+        if search.sampling and search.seed is not None and seeds is None:
+            generator = torch.Generator(device=self.device).manual_seed(search.seed)
         with autocast(self.precision, self.device):
             for chunk in self._batches(order, [u.ids for u in units], batch_size, batch_tokens):
                 batch = [units[i] for i in chunk]
-                src = self.model.make_source([u.ids for u in batch], self.device)
-                kwargs = {"max_len_a": max_len_a, "max_len_b": max_len_b, "use_cache": use_cache}
-                if temperature is None:
-                    found = beam_search(self.model, src, beam=beam, lenpen=lenpen, nbest=nbest, **kwargs)
-                    for u, hyps in zip(batch, found):
-                        u.hyps = hyps
-                    if explain:
-                        self._explain_by_rescoring(batch)
-                else:
-                    recorder = _StepRecorder() if explain else None
-                    rows = [generator[i] for i in chunk] if isinstance(generator, list) else generator
-                    found = sample(self.model, src, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   generator=rows, observer=recorder, **kwargs)
-                    for row, (u, hyp) in enumerate(zip(batch, found)):
-                        u.hyps = [hyp]
-                        if explain:
-                            u.steps = recorder.steps(row, hyp)
+                self._search(batch, search, generator, explain)
                 if alignments:
                     self._align(batch, alignment_layer)
+                if progress is not None:
+                    for u in batch:
+                        unfinished[u.line] -= 1
+                    progress(sum(unfinished[line] == 0 for line in {u.line for u in batch}))  # finished just now
         results, k = [], 0
         for sentence, line in zip(sentences, parts):
             results.append(self._merge(sentence, units[k:k + len(line)], alignments))
             k += len(line)
         return results
 
-    def _generators(self, seed, parts: list[list[list[int]]]):
-        """One generator for an int seed; for a list of seeds, one per part of each line (None: unseeded)."""
-        if seed is None or not isinstance(seed, (list, tuple)):
-            return None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-        if len(seed) != len(parts):
-            raise ValueError(f"{len(seed)} seeds for {len(parts)} sentences")
-        make = lambda s: torch.Generator(device=self.device).manual_seed(s % 2**63)  # noqa: E731
-        return [None if s is None else make(s + k * 1_000_003) for s, line in zip(seed, parts) for k in range(len(line))]
+    def _seed_units(self, units: list[_Unit], seeds: list[int | None], lines: int) -> None:
+        """Each unit its own generator from its sentence's seed (the parts of a split line: seed + k·1000003)."""
+        if len(seeds) != lines:
+            raise ValueError(f"{len(seeds)} seeds for {lines} sentences")
+        parts: dict[int, int] = {}
+        for u in units:
+            k = parts[u.line] = parts.get(u.line, -1) + 1
+            seed = seeds[u.line]
+            u.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(
+                (seed + k * 1_000_003) % 2**63)
 
-    def translate(self, sentences: list[str] | str, **kwargs) -> list[str] | str:
-        """Best translation of each sentence, in input order (one string in, one string out)."""
+    def check(self, search: SearchConfig, alignments: bool = False, explain: bool = False,
+              constraints: bool = False) -> None:
+        """ValueError for a combination of options this translator cannot serve."""
+        if search.sampling and constraints:
+            raise ValueError("lexical constraints need beam search, not sampling (temperature)")
+        if self.ensemble and (alignments or (explain and not search.sampling)):
+            raise ValueError("alignments, and explain with beam search, read one model's attention or logits: "
+                             "not available for an ensemble")
+
+    def translate(self, sentences: list[str] | str, search: SearchConfig | None = None, **kwargs) -> list[str] | str:
+        """Best translation of each sentence, in input order (one string in, one string out). Search
+        settings come as a SearchConfig or as its field names (`beam=4, lenpen=0.6`, `temperature=0.8`);
+        other keywords go to `translate_full`."""
         if isinstance(sentences, str):
-            return self.translate([sentences], **kwargs)[0]
-        return [t.text for t in self.translate_full(sentences, **kwargs)]
+            return self.translate([sentences], search, **kwargs)[0]
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in SearchConfig.names()}
+        if options and search is not None:
+            raise TypeError(f"pass search settings in the SearchConfig or as keywords, not both: {sorted(options)}")
+        return [t.text for t in self.translate_full(sentences, search or SearchConfig(**options), **kwargs)]
+
+    def _search(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
+        """One batch of units through the search, filling each unit's hypotheses (and steps). Lines with
+        more constraints than the beam holds banks for go in a group with a larger beam."""
+        groups: dict[int, list[_Unit]] = {}
+        for u in batch:
+            needed = len(u.constraints) + 1
+            if not search.sampling and needed > search.beam and not self._said_beam:
+                self.warn(f"warning: beam {search.beam} is too small for {needed - 1} constraints: "
+                          f"raised to the number of constraints + 1 for such lines")
+                self._said_beam = True
+            groups.setdefault(max(search.beam, needed), []).append(u)
+        for beam, units in groups.items():
+            self._search_group(units, search if beam == search.beam else replace(search, beam=beam), generator, explain)
+
+    def _search_group(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
+        src = self.model.make_source([u.ids for u in batch], self.device)
+        prefix = self._target_prefix(batch, src, search)
+        constraints = self._constraints(batch, src, search)
+        recorder = _StepRecorder() if explain and search.sampling else None
+        if generator is None and any(u.generator is not None for u in batch):
+            generator = [u.generator for u in batch]  # one per row: a seeded sentence samples as it would alone
+        found = run_search(self.model, src, search, generator, recorder, prefix, constraints)
+        for row, (u, hyps) in enumerate(zip(batch, found)):
+            u.hyps = hyps
+            if recorder is not None:
+                u.steps = recorder.steps(row, hyps[0])
+        if explain and not search.sampling:
+            self._explain_by_rescoring(batch)
+
+    def _constraints(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> list[Constraints] | None:
+        """Each unit's constraint phrases as pieces (as they appear word-initially); a phrase longer than the
+        length cap is dropped for that line, with a warning."""
+        if not any(u.constraints for u in batch):
+            return None
+        caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
+        out = []
+        for u, cap in zip(batch, caps):
+            phrases = self.tokenizer.encode([clean(c) for c in u.constraints])
+            for ids, text in zip(phrases, u.constraints):
+                if len(ids) > cap:
+                    self.warn(f"warning: constraint {text!r} has {len(ids)} pieces, more than the length cap of "
+                              f"{cap}: dropped for this line")
+            out.append(Constraints([ids for ids in phrases if len(ids) <= cap], search.constraints_ordered))
+        return out
+
+    def _target_prefix(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> TargetPrefix | None:
+        if not any(u.prefix and clean(u.prefix) for u in batch):
+            return None
+        caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
+        room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(batch)).tolist()
+        rules = [self._prefix_rule(u.prefix, cap, space) for u, cap, space in zip(batch, caps, room)]
+        return TargetPrefix.build(rules, self.pieces, self.device)
+
+    def _prefix_rule(self, text: str | None, cap: int, room: int) -> tuple[list[int], str, bool]:
+        """(forced pieces, the open word, <eos> allowed after them) for one prefix; see decode/prefix.py."""
+        if not text or not clean(text):
+            return [], "", True
+        ids = self.tokenizer.encode([clean(text)])[0]
+        if len(ids) >= cap:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            self.warn(f"warning: target prefix {shown!r} has {len(ids)} pieces, as many as the length cap of {cap} "
+                      f"or more: the output is the prefix{' (truncated)' if len(ids) > room else ''}")
+            return ids[:room], "", True
+        if text[-1].isspace():  # a finished word: a new one starts next, or the sentence ends
+            return ids, WORD_START, True
+        starts = [k for k, i in enumerate(ids) if self.pieces[i].startswith(WORD_START)]
+        last_word = starts[-1] if starts else 0
+        return ids[:last_word], "".join(self.pieces[i] for i in ids[last_word:]), False
+
+    @property
+    def pieces(self) -> list[str]:
+        """The text of every piece of the vocabulary, by id."""
+        if self._pieces is None:
+            self._pieces = self.tokenizer.id_to_piece(list(range(len(self.tokenizer))))
+        return self._pieces
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def score(self, sources: list[str], targets: list[str], search: SearchConfig | None = None,
+              batch_size: int = 64, batch_tokens: int | None = None) -> list[Scored]:
+        """The model's log-probability of each given translation (forced decoding through the same
+        steps search takes), with the search's length-penalised score under `search.lenpen`. Sentences
+        are cleaned as for translation; an over-long side is truncated with a warning."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        search = search or SearchConfig()
+        src_ids = self.tokenizer.encode([clean(s) for s in sources])
+        tgt_ids = self.tokenizer.encode([clean(t) for t in targets])
+        both = [s + t for s, t in zip(src_ids, tgt_ids)]
+        order = sorted(range(len(sources)), key=lambda i: len(both[i]))
+        out: list[Scored | None] = [None] * len(sources)
+        with autocast(self.precision, self.device):
+            for chunk in self._batches(order, both, batch_size, batch_tokens):
+                srcs = [self._fit(src_ids[i], self.max_source_pieces, sources[i], "source") for i in chunk]
+                src = self.model.make_source(srcs, self.device)
+                room = torch.as_tensor(self.model.max_target_pieces(src)).expand(len(chunk)).tolist()
+                tgts = [self._fit(tgt_ids[i], r, targets[i], "target") for i, r in zip(chunk, room)]
+                for i, tgt, hyp in zip(chunk, tgts, force(self.model, src, tgts, search.use_cache)):
+                    out[i] = Scored(self.tokenizer.id_to_piece(tgt), hyp.token_logprobs, search.lenpen)
+        return out
+
+    def _fit(self, ids: list[int], limit: int, text: str, side: str) -> list[int]:
+        """The first `limit` pieces, with a warning when that drops some."""
+        if len(ids) > limit:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            self.warn(f"warning: {side} {shown!r} has {len(ids)} pieces, more than the model's {limit}: truncated")
+        return ids[:limit]
 
     # ------------------------------------------------------------------------------------------ extras
 

@@ -8,7 +8,7 @@ import torch
 from seq2seq.cli import main
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS, PAD, SEP
-from seq2seq.decode.search import greedy, max_lengths
+from seq2seq.decode.search import BANNED, greedy, max_lengths
 from seq2seq.export import ExportError
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import save_model_dir
@@ -144,7 +144,8 @@ def test_pre_norm_causal_gpt_exports_to_gpt2(toy_tokenizer, tmp_path, tie):
     assert diff[tokens != PAD].abs().max().item() < 1e-4
     src = model.make_source(ids)
     for s, h, limit in zip(ids, greedy(model, src), max_lengths(model, src, 1.0, 50)):
-        generated = hf.generate(input_ids=torch.tensor([s + [SEP]]), max_new_tokens=int(limit) + 1)[0, len(s) + 1:]
+        generated = hf.generate(input_ids=torch.tensor([s + [SEP]]), max_new_tokens=int(limit) + 1,
+                                suppress_tokens=list(BANNED))[0, len(s) + 1:]  # our search never emits them
         assert generated.tolist() == h.tokens + [EOS]
 
 

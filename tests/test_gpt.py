@@ -163,3 +163,32 @@ def test_tiny_decoder_only_model_memorises_32_pairs(toy_tokenizer):
 
     decode = lambda model, src: [h[0].tokens for h in beam_search(model, src, beam=2, max_len_b=30)]  # noqa: E731
     assert memorisation_bleu("gpt_tiny", toy_tokenizer, decode) > 90
+
+
+class RarelyEnds:
+    """A model whose <eos> logit is lowered by 30: every row runs into its own length cap."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def step(self, state, prefix):
+        logits = self.model.step(state, prefix)
+        logits[:, EOS] -= 30.0
+        return logits
+
+
+def test_two_near_limit_sources_in_one_batch_run_to_their_own_caps():
+    """Each row's cap is 511 - its own length; the padded width must not shorten or crash the other rows."""
+    model = RarelyEnds(gpt())
+    src = model.make_source([[7] * 250, [8] * 236])
+    caps = [512 - 1 - 250, 512 - 1 - 236]
+    big_b = 400  # a·|s| + b above every cap: the positions are what stops each row
+    assert max_lengths(model, src, 1.0, big_b).tolist() == caps
+    runs = {"greedy": [h.tokens for h in greedy(model, src, max_len_b=big_b)],
+            "beam": [h[0].tokens for h in beam_search(model, src, beam=2, max_len_b=big_b)],
+            "sample": [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(0), max_len_b=big_b)]}
+    for name, outputs in runs.items():
+        assert [len(t) for t in outputs] == caps, name

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from seq2seq.data.text import clean
+from seq2seq.decode.config import SearchConfig
 from seq2seq.model.build import build_model
 from seq2seq.translator import Translator
 from seq2seq.config import compose
@@ -51,7 +52,7 @@ def translators(toy_tokenizer):
 @example(kind="gpt_tiny", search={"beam": 2}, lines=["", " \t\u3000", "\x00\x1b[31m", "A dog. " * 1500, "x" * 10_000])
 def test_any_line_gives_exactly_one_bounded_single_line_output(translators, kind, search, lines):
     translator = translators[kind]
-    results = translator.translate_full(lines, max_len_a=0.0, max_len_b=MAX_B, **search)
+    results = translator.translate_full(lines, SearchConfig(max_len_a=0.0, max_len_b=MAX_B, **search))
     assert len(results) == len(lines)
     for line, parts, result in zip(lines, translator.split(lines), results):
         assert result.source == line

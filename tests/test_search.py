@@ -7,8 +7,12 @@ import math
 import pytest
 import torch
 
-from seq2seq.data.tokenizer import BOS, EOS, PAD
-from seq2seq.decode.search import beam_search, greedy, length_penalty, sample
+from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
+from seq2seq.decode.config import SearchConfig, SearchConfigError
+from seq2seq.decode.constraints import Constraints, Progress
+from seq2seq.decode.contract import SearchModel, SearchState
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.search import beam_search, force, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
 from seq2seq.config import compose
 
@@ -27,6 +31,10 @@ class FixedModel:
     @staticmethod
     def source_lengths(src):
         return (src != PAD).sum(1) - 1
+
+    @staticmethod
+    def max_target_pieces(src):
+        return 1000  # no positions to run out of
 
     class State:
         def reorder(self, index):
@@ -142,3 +150,147 @@ def test_a_generator_per_row_makes_each_row_sample_as_it_would_alone():
         assert hyp.logprob == pytest.approx(alone.logprob, abs=1e-5)
     other = sample(model, model.make_source(sentences), 1.0, generator=rows([5, 99, 7]), max_len_b=10)
     assert other[0].tokens == batched[0].tokens and other[2].tokens == batched[2].tokens
+def test_no_search_emits_pad_bos_or_sep():
+    """A model that prefers <pad>, <s> and <sep> still never gets them into an output, whatever the search."""
+    banned = {PAD, BOS, SEP}
+    prefers_specials = FixedModel({}, default={PAD: 0.3, BOS: 0.25, SEP: 0.2, 5: 0.1, EOS: 0.05})
+    src = torch.tensor([[7, 7, 3], [7, 3, PAD]])
+    outputs = [h.tokens for h in greedy(prefers_specials, src, max_len_b=6)]
+    outputs += [h.tokens for hs in beam_search(prefers_specials, src, beam=3, nbest=3, max_len_b=6) for h in hs]
+    outputs += [h.tokens for h in sample(prefers_specials, src, 5.0, generator=torch.Generator().manual_seed(0), max_len_b=6)]
+    assert not banned & {t for o in outputs for t in o}
+    assert greedy(prefers_specials, src, max_len_b=6)[0].tokens == [5] * 8  # the best piece left, up to the cap (2 + 6)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_hot_sampling_on_both_model_kinds_never_emits_pad_bos_or_sep(name):
+    torch.manual_seed(0)
+    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    src = model.make_source([[7, 8, 9, 10], [11, 12]] * 4)
+    draws = sample(model, src, 100.0, generator=torch.Generator().manual_seed(1), max_len_b=30)
+    pieces = [t for h in draws for t in h.tokens]
+    assert len(pieces) > 50 and not {PAD, BOS, SEP} & set(pieces)  # nearly uniform over 40: ~3/40 would be banned ones
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny", "fixed"])
+def test_both_model_kinds_and_the_fixed_model_keep_the_search_contract(name):
+    if name == "fixed":
+        model, src = lengthpen_model(), torch.tensor([[7, 3]])
+    else:
+        model = build_model(compose_config(f"model={name}").model, 40).eval()
+        src = model.make_source([[7, 8, 9]])
+    assert isinstance(model, SearchModel) and isinstance(model.begin(src), SearchState)
+    assert not isinstance(object(), SearchModel) and not isinstance(object(), SearchState)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"beam": 0}, "beam must be at least 1 (got 0)"),
+    ({"beam": 2, "nbest": 3}, "nbest (3) must be between 1 and beam (2)"),
+    ({"max_len_a": -1.0}, "max_len_a and max_len_b must not be negative"),
+    ({"temperature": -0.5}, "temperature must be 0 (greedy) or positive (got -0.5)"),
+    ({"temperature": 1.0, "nbest": 2}, "nbest needs beam search: sampling (temperature) gives one translation per line"),
+    ({"temperature": 1.0, "top_p": 0.0}, "top_k must be >= 0 and top_p in (0, 1]"),
+])
+def test_search_config_refuses_out_of_range_settings_in_one_line(fields, message):
+    with pytest.raises(SearchConfigError) as e:
+        SearchConfig(**fields)
+    assert str(e.value) == message
+
+
+def test_search_config_errors_name_the_command_line_flags():
+    with pytest.raises(SearchConfigError) as e:
+        SearchConfig(max_len_b=-1)
+    assert e.value.for_cli() == "--max-len-a and --max-len-b must not be negative"
+
+
+def test_search_config_runs_the_search_it_names():
+    model = random_tiny_model(4)
+    src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
+    beam = search(model, src, SearchConfig(beam=3, nbest=2, max_len_b=10))
+    assert [[h.tokens for h in hs] for hs in beam] == [[h.tokens for h in hs] for hs in beam_search(model, src, beam=3, nbest=2, max_len_b=10)]
+    assert [hs[0].tokens for hs in search(model, src, SearchConfig(temperature=0.0, max_len_b=10))] == \
+        [h.tokens for h in greedy(model, src, max_len_b=10)]
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_constraint_progress_unordered_ordered_and_interrupted():
+    c = Constraints([[5, 6], [7]])
+    state = c.advance(Progress(), 5)
+    assert (state.current, state.matched, c.pieces_met(state), c.useful(state)) == (0, 1, 1, {6, 7})
+    state = c.advance(state, 8)  # interrupted: [5, 6] must start again
+    assert c.pieces_met(state) == 0 and c.useful(state) == {5, 7}
+    state = c.advance(c.advance(c.advance(state, 7), 5), 6)
+    assert c.done(state) and c.pieces_met(state) == 3 and c.useful(state) == set()
+    ordered = Constraints([[5, 6], [7]], ordered=True)
+    assert ordered.useful(Progress()) == {5} and ordered.advance(Progress(), 7) == Progress()
+
+
+def test_a_bank_keeps_the_constrained_hypothesis_that_plain_beam_drops():
+    # Step 1 offers 5 (0.5), 6 (0.4) and the constraint piece 8 (0.05); each then ends with p(<eos>) = 0.9.
+    model = FixedModel({(): {5: 0.5, 6: 0.4, 8: 0.05}, (5,): {EOS: 0.9}, (6,): {EOS: 0.9}, (8,): {EOS: 0.9}})
+    src = torch.tensor([[7, 3]])
+    plain = beam_search(model, src, beam=2, lenpen=0.0, nbest=2)[0]
+    assert [h.tokens for h in plain] == [[5], [6]]  # beam 2 keeps 5 and 6: 8 is gone after step 1
+    (best,) = beam_search(model, src, beam=2, lenpen=0.0, constraints=[Constraints([[8]])])[0]
+    # Bank 1 (one constraint piece met) kept 8 beside bank 0's 5; without it only 5 8 … or 6 8 … were left,
+    # and those end far lower (p(8 | 5) = 0.1 / 9, then p(<eos>) = 0.1).
+    assert best.tokens == [8] and best.score == pytest.approx(math.log(0.05) + math.log(0.9), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_constrained_search_without_constraints_is_plain_beam_search(name):
+    torch.manual_seed(5)
+    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    src = model.make_source([[7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17]])
+    plain = beam_search(model, src, beam=3, nbest=3, max_len_b=10)
+    banked = beam_search(model, src, beam=3, nbest=3, max_len_b=10, constraints=[Constraints([])] * 3)
+    for p, b in zip(plain, banked):
+        assert [h.tokens for h in p] == [h.tokens for h in b]
+        assert [h.score for h in p] == pytest.approx([h.score for h in b], abs=1e-6)
+
+
+def test_eos_waits_for_every_constraint():
+    ends_at_once = FixedModel({}, default={EOS: 0.6, 5: 0.2})
+    src = torch.tensor([[7, 7, 7, 3]])
+    assert beam_search(ends_at_once, src, beam=3, lenpen=0.0)[0][0].tokens == []
+    for ordered in (False, True):
+        hyps = beam_search(ends_at_once, src, beam=3, nbest=3, lenpen=0.0, constraints=[Constraints([[8, 9], [6]], ordered)])[0]
+        assert len(hyps) == 3
+        for h in hyps:
+            assert 6 in h.tokens and any(h.tokens[k:k + 2] == [8, 9] for k in range(len(h.tokens)))
+            assert not ordered or h.tokens.index(6) > h.tokens.index(8)
+
+
+# ---------------------------------------------------------------------------------------------- ensembles
+
+def tiny(name: str, seed: int):
+    torch.manual_seed(seed)
+    return build_model(compose_config(f"model={name}").model, 40).eval()
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_an_ensemble_of_one_is_that_model(name):
+    model = tiny(name, 7)
+    one = Ensemble([model])
+    assert isinstance(one, SearchModel)
+    src = model.make_source([[7, 8, 9, 10], [11, 12], [13, 14, 15]])
+    runs = [lambda m: [[h] for h in greedy(m, src, max_len_b=10)],
+            lambda m: beam_search(m, src, beam=3, nbest=2, max_len_b=10),
+            lambda m: [[h] for h in sample(m, src, 1.0, generator=torch.Generator().manual_seed(3), max_len_b=10)]]
+    for run in runs:
+        for alone, ensembled in zip(run(model), run(one)):
+            assert [h.tokens for h in alone] == [h.tokens for h in ensembled]
+            assert [h.score for h in alone] == pytest.approx([h.score for h in ensembled], abs=1e-5)
+
+
+def test_an_ensemble_of_both_kinds_averages_their_probabilities_every_step():
+    enc_dec, dec = tiny("transformer_tiny", 8), tiny("gpt_tiny", 9)
+    pair = Ensemble([enc_dec, dec])
+    sources, targets = [[7, 8, 9, 10], [11, 12]], [[20, 21, 22], [23]]
+    alone = [force(m, m.make_source(sources), targets) for m in (enc_dec, dec)]
+    together = force(pair, pair.make_source(sources), targets)
+    for a, b, both in zip(*alone, together):
+        expected = [math.log((math.exp(x) + math.exp(y)) / 2) for x, y in zip(a.token_logprobs, b.token_logprobs)]
+        assert both.token_logprobs == pytest.approx(expected, abs=1e-5)
+    assert [h[0].tokens for h in beam_search(pair, pair.make_source(sources), beam=2, max_len_b=6)]  # it searches

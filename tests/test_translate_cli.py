@@ -149,3 +149,188 @@ def test_a_closed_pipe_ends_quietly(model_dir, tmp_path):
         status = proc.wait(timeout=120)
     assert first.endswith(b"\n")
     assert status == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_prefix_file_gives_each_line_its_own_prefix(model_dir, tmp_path, capsys):
+    source, prefixes = tmp_path / "in.en", tmp_path / "prefix.fr"
+    source.write_text("The cat.\nA dog.\nThe man.\n")
+    prefixes.write_text("Un chien \n\nLe grand \n")
+    translate("--model", model_dir, *FAST, "-i", source, "--prefix-file", prefixes)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("Un chien") and lines[2].startswith("Le grand")
+
+
+@pytest.mark.parametrize("source_text", ["one\ntwo\nthree\n", None])
+def test_a_prefix_file_of_another_length_is_refused_before_any_work(model_dir, tmp_path, capsys, source_text):
+    prefixes, out = tmp_path / "prefix.fr", tmp_path / "out.fr"
+    prefixes.write_text("Un\nLe\n")
+    if source_text is None:
+        inputs = ["The cat."]
+    else:
+        (tmp_path / "in.en").write_text(source_text)
+        inputs = ["-i", tmp_path / "in.en"]
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, *FAST, "--prefix-file", prefixes, "-o", out, *inputs)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert f"--prefix-file has 2 lines but the input has {1 if source_text is None else 3}" in err
+    assert not out.exists()
+
+
+def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys, monkeypatch):
+    import seq2seq.commands.translate as command
+
+    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat. ||| Une maison \nThe cat.\n",
+              monkeypatch=monkeypatch)
+    answers = capsys.readouterr().out.replace("> ", "").splitlines()
+    assert answers[0].startswith("Une maison") and not answers[1].startswith("Une maison")
+
+
+# ---------------------------------------------------------------------------------------------- score
+
+def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_path, capsys):
+    src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
+    src.write_text("The cat.\nA dog.\n")
+    tgt.write_text("Le chat.\n\n")
+    main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt)])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(len(line.split("\t")) == 3 for line in lines)
+    main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt), "--format", "jsonl"])
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(first["token_logprobs"]) == len(first["pieces"]) + 1 and second["pieces"] == []
+    assert first["logprob"] == pytest.approx(sum(first["token_logprobs"]), abs=1e-3)
+    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]], abs=1e-3)
+
+
+def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_path, capsys):
+    src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
+    src.write_text("The cat.\nA dog.\n")
+    tgt.write_text("Le chat.\n")
+    with pytest.raises(SystemExit) as e:
+        main(["score", "--model", str(model_dir), "--src", str(src), "--tgt", str(tgt)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"error: {src} has 2 lines but {tgt} has 1\n"
+
+
+# ---------------------------------------------------------------------------------------------- long files
+
+def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, capsys):
+    source = tmp_path / "in.en"
+    source.write_text("The cat.\nA dog.\n\n")
+    translate("--model", model_dir, *FAST, "-i", source, "-o", tmp_path / "a.fr", "--progress")
+    assert "3/3" in capsys.readouterr().err
+    translate("--model", model_dir, *FAST, "-i", source, "-o", tmp_path / "b.fr", "--no-progress")
+    assert "3/3" not in capsys.readouterr().err
+    main(["evaluate", "--model", str(model_dir), "--src", str(source), "--ref", str(source), "--beam", "1",
+          "--max-len-b", "4", "--progress"])
+    assert "3/3" in capsys.readouterr().err
+
+
+def start_resumable(model_dir, source, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST, "--threads", "1",
+                             "--format", "jsonl", "--buffer-size", "1", "-i", str(source), "-o", str(out), "--resume",
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+
+
+def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
+    """Send `signal_number` once `partial` holds `lines` lines."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.read_bytes().count(b"\n") >= lines):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal_number)
+    proc.wait(timeout=60)
+    assert proc.returncode == (130 if signal_number == signal.SIGINT else -signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_path, signal_name):
+    import signal
+
+    sources = [f"The cat sees {i} dogs." for i in range(200)]
+    source, out = tmp_path / "in.en", tmp_path / "out.fr"
+    source.write_text("\n".join(sources) + "\n")
+    partial = tmp_path / "out.fr.partial"
+    stop_midway(start_resumable(model_dir, source, out), partial, getattr(signal, signal_name))
+    assert not out.exists() and 20 <= partial.read_bytes().count(b"\n") < len(sources)
+    with partial.open("ab") as f:
+        f.write(b'{"source": "The cat sees 9')  # a torn last line, as a kill in mid-write leaves it
+    resumed = start_resumable(model_dir, source, out)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    assert "resuming" in err.decode()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["source"] for r in records] == sources
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.en", "out.fr"]
+
+
+def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
+    import signal
+
+    source, out = tmp_path / "in.en", tmp_path / "out.fr"
+    source.write_text("".join(f"The dog sees {i} cats.\n" for i in range(200)))
+    stop_midway(start_resumable(model_dir, source, out), tmp_path / "out.fr.partial", signal.SIGKILL)
+    before = (tmp_path / "out.fr.partial").read_bytes()
+    other = start_resumable(model_dir, source, out, "--lenpen", "1.0")
+    _, err = other.communicate(timeout=120)
+    assert other.returncode == 2 and err.decode().count("\n") == 1
+    assert "changed since the run that made it: options;" in err.decode()
+    assert (tmp_path / "out.fr.partial").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_constraints_file_puts_every_phrase_in_its_line(model_dir, tmp_path, capsys):
+    source, constraints = tmp_path / "in.en", tmp_path / "terms.fr"
+    source.write_text("The cat.\nA dog.\nThe man.\n")
+    constraints.write_text("maison\trouge\n\npetit chat\n")
+    translate("--model", model_dir, "--beam", "3", "--max-len-b", "8", "-i", source, "--constraints-file", constraints,
+              "--constraints-ordered")
+    first, _, third = capsys.readouterr().out.splitlines()
+    assert "maison" in first and "rouge" in first and first.index("maison") < first.index("rouge")
+    assert "petit chat" in third
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "0.5", "A."], "--constraints-file needs beam search: drop --temperature"),
+    (["A.", "B."], "--constraints-file has 1 lines but the input has 2"),
+])
+def test_constraints_file_errors_are_one_line_before_any_work(model_dir, tmp_path, capsys, args, message):
+    constraints = tmp_path / "terms.fr"
+    constraints.write_text("maison\n")
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, "--constraints-file", constraints, *args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"error: {message}\n"
+
+
+# ---------------------------------------------------------------------------------------------- ensembles
+
+def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, toy_tokenizer, tmp_path, capsys):
+    other = make_model_dir(tmp_path / "other", toy_tokenizer)  # same tokenizer, same seed: the same weights
+    sentences = ["The cat sees a dog.", "", "A man eats."]
+    translate("--model", model_dir, "--beam", "2", "--max-len-b", "6", "--scores", *sentences)
+    alone = capsys.readouterr().out
+    translate("--model", model_dir, "--model", other, "--beam", "2", "--max-len-b", "6", "--scores", *sentences)
+    assert capsys.readouterr().out == alone
+    with pytest.raises(SystemExit) as e:
+        translate("--model", model_dir, "--model", other, "--alignments", "x")
+    assert e.value.code == 2 and "not available for an ensemble" in capsys.readouterr().err
+
+
+def test_an_ensemble_refuses_models_with_different_tokenizers_in_one_line(model_dir, tmp_path, capsys):
+    from seq2seq.data.tokenizer import train_tokenizer
+    from tests.conftest import toy_pairs
+
+    pairs = toy_pairs(500, seed=3)
+    other_tokenizer = train_tokenizer([s for p in pairs for s in p], tmp_path / "other.model", vocab_size=350)
+    other = make_model_dir(tmp_path / "other", other_tokenizer)
+    for command in (["translate", "x"], ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
+        with pytest.raises(SystemExit) as e:
+            main([*command, "--model", str(model_dir), "--model", str(other)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err and str(other) in err

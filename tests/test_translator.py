@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
+from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.search import BANNED
 from seq2seq.evaluate import score
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import ModelDirError, save_model_dir
@@ -88,8 +90,8 @@ def test_over_long_line_is_split_at_sentence_ends_and_joined(trained):
     trained.max_source_pieces = 12  # every sentence fits, the line does not
     try:
         del trained.warnings[:]
-        whole = trained.translate_full([" ".join(sentences)], beam=2, alignments=True)[0]
-        parts = trained.translate_full(sentences, beam=2, alignments=True)
+        whole = trained.translate_full([" ".join(sentences)], SearchConfig(beam=2), alignments=True)[0]
+        parts = trained.translate_full(sentences, SearchConfig(beam=2), alignments=True)
     finally:
         trained.max_source_pieces = trained.model.max_source_pieces()
     assert whole.text == " ".join(p.text for p in parts)
@@ -108,7 +110,7 @@ def test_over_long_line_is_split_at_sentence_ends_and_joined(trained):
 def test_a_sentence_too_long_alone_is_truncated_with_a_warning(random_translator):
     warnings = []
     random_translator.warn = warnings.append
-    out = random_translator.translate_full(["x" * 10_000, "A cat."], temperature=0.0, max_len_b=5)
+    out = random_translator.translate_full(["x" * 10_000, "A cat."], SearchConfig(temperature=0.0, max_len_b=5))
     assert len(out) == 2 and len(out[0].source_pieces) == random_translator.max_source_pieces
     assert len(warnings) == 1 and "truncated" in warnings[0]
 
@@ -116,13 +118,13 @@ def test_a_sentence_too_long_alone_is_truncated_with_a_warning(random_translator
 def test_output_never_outgrows_the_decoder_positions(random_translator):
     # 250 source pieces + b=50 would ask for 300 target positions; the decoder has 256.
     line = " ".join(["cat"] * 250)
-    out = random_translator.translate_full([line], beam=2, max_len_b=50)[0]
+    out = random_translator.translate_full([line], SearchConfig(beam=2, max_len_b=50))[0]
     assert len(out.source_pieces) == 250
     assert len(out.pieces[0]) <= random_translator.model.max_target_pieces(None)
 
 
 def test_nbest_lists_are_sorted_and_checked(trained):
-    t = trained.translate_full(["The dog sleeps."], beam=4, nbest=3)[0]
+    t = trained.translate_full(["The dog sleeps."], SearchConfig(beam=4, nbest=3))[0]
     assert len(t.texts) == len(t.hypotheses) == len(t.pieces) == 3
     assert [h.score for h in t.hypotheses] == sorted((h.score for h in t.hypotheses), reverse=True)
     with pytest.raises(ValueError, match="nbest"):
@@ -132,14 +134,14 @@ def test_nbest_lists_are_sorted_and_checked(trained):
 
 
 def test_confidence_is_the_mean_log_probability_and_flags_doubt(trained):
-    sure, unsure = trained.translate_full(["The cat sees a dog.", "Zyx qwv plo."], beam=4)
+    sure, unsure = trained.translate_full(["The cat sees a dog.", "Zyx qwv plo."], SearchConfig(beam=4))
     lps = sure.hypotheses[0].token_logprobs
     assert sure.confidence() == pytest.approx(sum(lps) / len(lps))
     assert sure.confidence() > unsure.confidence()
 
 
 def test_explain_greedy_steps_are_the_chosen_argmax_pieces(trained):
-    t = trained.translate_full(["The man sees a red ball."], temperature=0.0, explain=True)[0]
+    t = trained.translate_full(["The man sees a red ball."], SearchConfig(temperature=0.0), explain=True)[0]
     hyp = t.hypotheses[0]
     assert [s.token for s in t.steps] == hyp.tokens + [EOS]
     assert all(s.token == s.top[0][0] for s in t.steps)  # greedy: the most likely piece every time
@@ -148,7 +150,7 @@ def test_explain_greedy_steps_are_the_chosen_argmax_pieces(trained):
 
 
 def test_explain_beam_rescores_the_best_hypothesis(trained):
-    t = trained.translate_full(["A big dog eats the small cat."], beam=4, nbest=2, explain=True)[0]
+    t = trained.translate_full(["A big dog eats the small cat."], SearchConfig(beam=4, nbest=2), explain=True)[0]
     best = t.hypotheses[0]
     assert [s.token for s in t.steps] == best.tokens + [EOS]
     assert [s.logprob for s in t.steps] == pytest.approx(best.token_logprobs, abs=1e-4)
@@ -156,12 +158,14 @@ def test_explain_beam_rescores_the_best_hypothesis(trained):
 
 def test_explain_sampling_shows_probabilities_after_temperature(trained):
     source, temperature = "The woman sees the house.", 2.0
-    t = trained.translate_full([source], temperature=temperature, seed=3, explain=True)[0]
+    t = trained.translate_full([source], SearchConfig(temperature=temperature, seed=3), explain=True)[0]
     model = trained.model
     src = model.make_source(trained.tokenizer.encode([source]))
     tgt = torch.tensor([[model.decoder_start_id] + t.hypotheses[0].tokens])
     with torch.no_grad():
-        expected = (model(src, tgt)[0] / temperature).softmax(-1)  # teacher-forced, computed independently
+        logits = model(src, tgt)[0]  # teacher-forced, computed independently
+        logits[:, list(BANNED)] = float("-inf")  # search samples among the pieces a translation may hold
+        expected = (logits / temperature).softmax(-1)
     for j, step in enumerate(t.steps):
         assert step.prob == pytest.approx(expected[j, step.token].item(), abs=1e-4)
         assert [p for _, p in step.top] == pytest.approx(expected[j].topk(5).values.tolist(), abs=1e-4)
@@ -185,7 +189,7 @@ def test_a_seed_per_sentence_samples_it_alike_whatever_the_other_sentences(train
 
 def test_alignments_follow_the_word_for_word_toy_translation(trained):
     sources = [en for en, _ in toy_pairs(40, seed=99)]
-    found = trained.translate_full(sources, beam=4, alignments=True)
+    found = trained.translate_full(sources, SearchConfig(beam=4), alignments=True)
     assert found[0].alignments[0] == map_alignments(trained.model, trained.tokenizer.encode(sources[:1]),
                                                     [found[0].hypotheses[0].tokens])[0]
     english = {fr: en for en, fr in FR.items()}
@@ -222,7 +226,8 @@ def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
     model = build_model(compose("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     for options in ({"beam": 3, "nbest": 2}, {"temperature": 0.0}):
-        t = translator.translate_full(["The cat sees a dog.", ""], max_len_b=5, alignments=True, explain=True, **options)[0]
+        t = translator.translate_full(["The cat sees a dog.", ""], SearchConfig(max_len_b=5, **options), alignments=True,
+                                         explain=True)[0]
         for pieces, pairs in zip(t.pieces, t.alignments):
             assert [j for _, j in pairs] == list(range(len(pieces)))
             assert all(0 <= i < len(t.source_pieces) for i, _ in pairs)
@@ -249,3 +254,123 @@ def test_unknown_precision_and_int8_off_cpu_are_refused(toy_tokenizer):
         Translator(model, toy_tokenizer, "cpu", precision="fp8")
     with pytest.raises(ValueError, match="int8 .* CPU only"):
         Translator(model, toy_tokenizer, "cuda", precision="int8")  # refused before anything touches the device
+
+
+# ---------------------------------------------------------------------------------------------- target prefix
+
+PREFIX_SOURCES = ["The cat sees a dog.", "A big man eats the red ball."]
+
+
+@pytest.mark.parametrize("search", [SearchConfig(beam=4), SearchConfig(temperature=1.0, seed=1), SearchConfig(temperature=0.0)])
+def test_a_target_prefix_begins_every_translation_and_search_goes_on_after_it(trained, search):
+    out = trained.translate_full(PREFIX_SOURCES, search, target_prefix=["Un chien voit ", "Le petit"])
+    assert out[0].text.startswith("Un chien voit ") and len(out[0].text) > len("Un chien voit ")
+    assert out[1].text.startswith("Le petit")
+    assert out[1].text.split()[2] in FR.values()  # "petit" closed as a word: the next one is a toy-corpus word
+    assert trained.translate_full(PREFIX_SOURCES, search, target_prefix=[None, ""])[0].text == \
+        trained.translate_full(PREFIX_SOURCES, search)[0].text
+
+
+def test_a_prefix_ending_mid_word_may_continue_that_word(trained):
+    # The toy tokenizer spells "gr" alone as "▁g" "r", but "grand" as "▁grand": the open word heals.
+    assert trained.tokenizer.encode_pieces("Un gr")[-2:] == ["▁g", "r"]
+    out = trained.translate_full(["A big man eats the red ball."], SearchConfig(beam=4), target_prefix=["Un gr"])[0]
+    assert out.text.startswith("Un grand ") and "▁grand" in out.pieces[0]
+
+
+def test_a_prefix_longer_than_the_length_cap_is_the_output_with_a_warning(trained):
+    del trained.warnings[:]
+    prefix = "Le chat voit un chien rouge"
+    for search in (SearchConfig(beam=3, max_len_a=0.0, max_len_b=3), SearchConfig(temperature=0.5, max_len_a=0.0, max_len_b=3)):
+        out = trained.translate_full(["The cat sees a dog."], search, target_prefix=[prefix])[0]
+        assert out.text == prefix
+    assert len(trained.warnings) == 2 and "length cap of 3" in trained.warnings[0]
+
+
+def test_prefixes_are_one_per_sentence(trained):
+    with pytest.raises(ValueError, match="2 target prefixes for 1 sentences"):
+        trained.translate_full(["A dog."], target_prefix=["Un", "Le"])
+
+
+def test_the_decoder_only_model_honours_a_target_prefix(toy_tokenizer):
+    torch.manual_seed(0)
+    model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    translator = Translator(model, toy_tokenizer)
+    forced = toy_tokenizer.encode(["Le chat voit"])[0]
+    for search in (SearchConfig(beam=3, max_len_b=12), SearchConfig(temperature=1.0, seed=0, max_len_b=12)):
+        out = translator.translate_full(["The cat sees a dog.", "A man."], search, target_prefix=["Le chat voit ", None])
+        assert out[0].hypotheses[0].tokens[: len(forced)] == forced and out[0].text.startswith("Le chat voit")
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+def test_the_score_of_the_models_own_output_is_the_searchs_score(trained):
+    sources = [en for en, _ in toy_pairs(12, seed=5)]
+    for search in (SearchConfig(temperature=0.0), SearchConfig(beam=4, lenpen=0.6), SearchConfig(beam=3, lenpen=1.2)):
+        found = trained.translate_full(sources, search)
+        scored = trained.score(sources, [t.text for t in found], search)
+        for t, s in zip(found, scored):
+            assert s.pieces == t.pieces[0]
+            expected = s.logprob if search.sampling else s.score  # greedy ranks by the sum, beam by sum / lp
+            assert expected == pytest.approx(t.hypotheses[0].score, abs=1e-5)
+            assert s.token_logprobs == pytest.approx(t.hypotheses[0].token_logprobs, abs=1e-5)
+            assert s.mean == pytest.approx(t.confidence(), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
+def test_scores_are_the_teacher_forced_log_probabilities(toy_tokenizer, name):
+    torch.manual_seed(0)
+    model = build_model(compose_config(f"model={name}").model, len(toy_tokenizer)).eval()
+    translator = Translator(model, toy_tokenizer)
+    sources, targets = ["The cat sees a dog.", "A man.", "Red."], ["Le chat voit un chien.", "", "Un grand homme rouge."]
+    scored = translator.score(sources, targets, batch_size=2)
+    pairs = list(zip(toy_tokenizer.encode(sources), toy_tokenizer.encode(targets)))
+    with torch.no_grad():
+        for (s, t), result in zip(pairs, scored):  # one pair at a time: no padding at all
+            data = collate([(s, t)], "pair" if name == "transformer_tiny" else "concat")
+            logprobs = model.logits(data).log_softmax(-1)[0]
+            labels = data.tgt_out[0] != 0
+            expected = logprobs[labels].gather(1, data.tgt_out[0, labels][:, None]).squeeze(1)
+            assert result.token_logprobs == pytest.approx(expected.tolist(), abs=1e-5)
+            assert len(result.token_logprobs) == len(t) + 1
+
+
+def test_score_needs_one_target_per_source(trained):
+    with pytest.raises(ValueError, match="2 sources but 1 targets"):
+        trained.score(["A.", "B."], ["Un."])
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+
+def test_every_constraint_appears_in_the_trained_models_output(trained):
+    sources = [en for en, _ in toy_pairs(10, seed=3)]
+    wanted = [["maison"], ["rouge", "petit"], ["chien dort"], ["ballon", "homme", "femme"], [], ["voit"],
+              ["grand"], ["court"], ["le chat", "un chien"], ["mange"]]
+    plain = trained.translate(sources, beam=4)
+    assert sum(all(w in p.split() for w in c if " " not in w) for p, c in zip(plain, wanted) if c) < 5  # not there by luck
+    for search in (SearchConfig(beam=4), SearchConfig(beam=4, constraints_ordered=True)):
+        out = trained.translate_full(sources, search, constraints=wanted)
+        for t, phrases in zip(out, wanted):
+            words = " " + " ".join(t.text.rstrip(".").split()) + " "
+            assert all(f" {p} " in words for p in phrases), (t.text, phrases)
+            positions = [words.index(f" {p} ") for p in phrases]
+            assert not search.constraints_ordered or positions == sorted(positions), (t.text, phrases)
+
+
+def test_a_small_beam_is_raised_once_and_an_impossible_constraint_dropped(trained):
+    del trained.warnings[:]
+    trained._said_beam = False
+    sources = ["The cat sees a dog.", "A man eats."]
+    out = trained.translate_full(sources, SearchConfig(beam=2), constraints=[["rouge", "petit", "maison"], ["grand", "petit"]])
+    assert all(w in out[0].text.split() for w in ("rouge", "petit", "maison"))
+    (said,) = [w for w in trained.warnings if "raised" in w]  # once, though both lines needed it
+    assert said.startswith("warning: beam 2 is too small for ") and "raised to the number of constraints + 1" in said
+    long_phrase = " ".join(["rouge"] * 30)
+    out = trained.translate_full(["A dog."], SearchConfig(beam=4, max_len_a=0.0, max_len_b=8),
+                                 constraints=[[long_phrase, "maison"]])[0]
+    assert "maison" in out.text and any("dropped for this line" in w for w in trained.warnings)
+
+
+def test_constraints_need_beam_search(trained):
+    with pytest.raises(ValueError, match="need beam search"):
+        trained.translate_full(["A dog."], SearchConfig(temperature=1.0), constraints=[["maison"]])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from seq2seq.errors import UserError
 from seq2seq.commands.common import load_translator, warn
+from seq2seq.decode.config import SearchConfig
 
 
 def add_arguments(p) -> None:
@@ -44,7 +45,7 @@ def run(args) -> None:
     if len(source) > 1:  # split at sentence ends: one picture cannot show it
         raise UserError(f"the sentence is longer than the model's {translator.max_source_pieces} source pieces: "
                         "draw a shorter one")
-    translation = translator.translate_full([args.sentence], beam=args.beam)[0]
+    translation = translator.translate_full([args.sentence], SearchConfig(beam=args.beam))[0]
     target = translation.hypotheses[0].tokens
     warn(f"{translation.source}\n-> {translation.text}")
     if args.show_tokens:

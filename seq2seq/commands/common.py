@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import sys
 from pathlib import Path
 
+from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.precision import PRECISIONS
 from seq2seq.errors import UserError
 from seq2seq.model.directory import default_model_dir
@@ -17,9 +20,14 @@ def warn(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- model
 
-def add_model_arguments(p) -> None:
+def add_model_arguments(p, ensemble: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+    if ensemble:
+        g.add_argument("--model", type=Path, action="append",
+                       help="model directory (default: the model/ of the latest finished `make train` run); "
+                            "repeat for an ensemble, which averages the models' next-piece probabilities")
+    else:
+        g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
     g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
@@ -39,8 +47,10 @@ def load_translator(args):
         torch.set_num_threads(args.threads)
     directory = args.model
     if directory is None:
-        directory = default_model_dir()
+        directory = args.model = default_model_dir()  # the commands that record the model read it back
         warn(f"model: {directory}")
+    if isinstance(directory, list) and len(directory) == 1:
+        directory = directory[0]
     try:
         return Translator.load(directory, args.device, warn=warn, precision=args.precision)
     except ValueError as e:  # int8 on a GPU
@@ -66,29 +76,23 @@ def add_search_arguments(p, sampling: bool = True) -> None:
     g.add_argument("--seed", type=int, help="random seed for sampling (reproducible output)")
 
 
-def search_options(args) -> dict:
-    """Checked keyword arguments for `Translator.translate_full`; UserError names the flag that is wrong."""
-    opts = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
-            "batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
-    if args.beam < 1:
-        raise UserError(f"--beam must be at least 1 (got {args.beam})")
+def search_config(args) -> SearchConfig:
+    """The search the flags describe; UserError names the flag that is wrong."""
+    fields = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b}
+    for name in ("nbest", "temperature", "top_k", "top_p", "seed", "constraints_ordered"):
+        if hasattr(args, name):
+            fields[name] = getattr(args, name)
+    try:
+        return SearchConfig(**fields)
+    except SearchConfigError as e:
+        raise UserError(e.for_cli()) from None
+
+
+def batching(args) -> dict:
+    """Checked `batch_size` / `batch_tokens` keywords for `Translator.translate_full`."""
     if args.batch_size < 1 or (args.batch_tokens is not None and args.batch_tokens < 1):
         raise UserError("--batch-size and --batch-tokens must be at least 1")
-    if args.max_len_a < 0 or args.max_len_b < 0:
-        raise UserError("--max-len-a and --max-len-b must not be negative")
-    temperature = getattr(args, "temperature", None)
-    nbest = getattr(args, "nbest", 1)
-    if temperature is None:
-        if not 1 <= nbest <= args.beam:
-            raise UserError(f"--nbest ({nbest}) must be between 1 and --beam ({args.beam})")
-        return {**opts, "nbest": nbest}
-    if temperature < 0:
-        raise UserError(f"--temperature must be 0 (greedy) or positive (got {temperature})")
-    if nbest != 1:
-        raise UserError("--nbest needs beam search: sampling (--temperature) gives one translation per line")
-    if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise UserError("--top-k must be >= 0 and --top-p in (0, 1]")
-    return {**opts, "temperature": temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+    return {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
 
 
 # ---------------------------------------------------------------------------------------------- input / output
@@ -103,6 +107,32 @@ def read_lines(stream, warn=warn, first: int = 1):
         except UnicodeDecodeError:
             warn(f"warning: line {number} is not valid UTF-8; the bad bytes are replaced with U+FFFD")
             yield raw.decode("utf-8", errors="replace")
+
+
+def count_lines(path: Path) -> int:
+    """Lines as `read_lines` yields them: a last line without its newline counts too."""
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def add_progress_argument(group) -> None:
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar on standard error (lines, lines/s, ETA); default: when it is a terminal")
+
+
+def progress_bar(args, total: int | None, initial: int = 0, show_by_default: bool = True):
+    """A tqdm bar on standard error, or a stand-in that shows nothing (`--no-progress`, or not a terminal)."""
+    show = args.progress if args.progress is not None else show_by_default and sys.stderr.isatty()
+    if not show:
+        return contextlib.nullcontext(NoProgress())
+    from tqdm import tqdm  # only when a bar is shown
+
+    return tqdm(total=total, initial=initial, unit=" lines", file=sys.stderr, dynamic_ncols=True)
+
+
+class NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
 
 
 def check_output(path: Path | None, force: bool) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
+                                     check_output, default_model_dir, load_translator, progress_bar, read_lines,
+                                     search_config, warn)
 from seq2seq.config import compose
 from seq2seq.errors import UserError
-from seq2seq.commands.common import (add_model_arguments, add_search_arguments, check_output, default_model_dir,
-                                     load_translator, read_lines, search_options, warn)
 
 
 def add_arguments(p) -> None:
@@ -26,6 +27,7 @@ def add_arguments(p) -> None:
     g.add_argument("--max-sentences", type=int, help="score only the first N sentences of each set")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% confidence intervals from N bootstrap resamples (sacreBLEU; 1000 is usual)")
+    add_progress_argument(g)
     add_search_arguments(p, sampling=False)
     add_model_arguments(p)
     p.set_defaults(batch_tokens=6000)
@@ -35,7 +37,7 @@ def run(args) -> None:
     from seq2seq.evaluate import format_table, translate_and_score, update_results
     from seq2seq.io import write_lines
 
-    search = search_options(args)
+    search, batches = search_config(args), batching(args)
     if (args.src is None) != (args.ref is None):
         raise UserError("--src and --ref go together")
     if args.src is not None and args.sets:
@@ -61,8 +63,9 @@ def run(args) -> None:
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")
-        hyps, results[name] = translate_and_score(translator, src, ref, bootstrap=args.bootstrap, keep=english_source,
-                                                  **search)
+        with progress_bar(args, len(src)) as bar:
+            hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap,
+                                                      keep=english_source, progress=bar.update, **batches)
         if args.src is None:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:

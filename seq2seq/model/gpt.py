@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seq2seq.data.tokenizer import PAD, SEP
+from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.model.layers import Embeddings, EncoderLayer, Stack, init_weights
 from seq2seq.model.transformer import check_length
 
@@ -127,6 +127,11 @@ class DecoderOnly(nn.Module):
                 out[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
         return out.to(device)
 
+    @staticmethod
+    def source_ids(src: torch.Tensor) -> list[list[int]]:
+        """The inverse of `make_source`: each row's pieces, without padding."""
+        return [[t for t in row if t != PAD] for row in src.tolist()]
+
     def max_source_pieces(self) -> int:
         """Positions hold the source, <sep> and the output: room for an output as long as the source."""
         return (self.embed.max_positions - 1) // 2
@@ -145,16 +150,17 @@ class DecoderOnly(nn.Module):
     def step(self, state: DecoderOnlyState, prefix: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) for the position after `source prefix`, prefix (B, t) starting with <sep>. Without a
         cache, or on the first step, the whole sequence runs; after that only the newest token does."""
-        t = prefix.size(1)
-        check_length(state.src.size(1) + t, self.embed)  # left-padded rows start at 0, so none reaches further
-        real = torch.cat([state.real, torch.ones_like(prefix, dtype=torch.bool)], 1)
+        # A finished row is fed its <eos>, then <pad>: those columns take no position and no attention, so
+        # each row's positions end where its own cap does, whatever the padded width of the batch.
+        real = torch.cat([state.real, (prefix != PAD) & (prefix != EOS)], 1)
+        positions = (real.long().cumsum(1) - 1).clamp(min=0)  # a row's first real token is position 0
+        if state.src.size(1) + prefix.size(1) > self.embed.max_positions:  # the padded width can over-count:
+            check_length(int(positions[:, -1].max()) + 1, self.embed)  # then the positions used decide (a sync)
         if state.caches is None or "k" not in state.caches[0]:
             tokens = torch.cat([state.src, prefix], 1)
-            positions = (real.long().cumsum(1) - 1).clamp(min=0)  # a row's first real token is position 0
             prefix_len = None
             if self.prefix_lm:  # the whole source block and <sep>, padding included (hidden by `real`)
                 prefix_len = torch.full((tokens.size(0),), state.src.size(1) + 1, device=tokens.device)
             mask = visibility(tokens.size(1), prefix_len, real, tokens.device)
             return self.run(tokens, positions, mask, caches=state.caches)[:, -1]
-        positions = (state.real.sum(1) + t - 1)[:, None]
-        return self.run(prefix[:, -1:], positions, real[:, None, None, :], caches=state.caches)[:, -1]
+        return self.run(prefix[:, -1:], positions[:, -1:], real[:, None, None, :], caches=state.caches)[:, -1]

@@ -112,6 +112,11 @@ class EncoderDecoder(nn.Module):
             out[i, : len(s) + 1] = torch.tensor(s + [EOS], dtype=torch.long)
         return out.to(device)
 
+    @staticmethod
+    def source_ids(src: torch.Tensor) -> list[list[int]]:
+        """The inverse of `make_source`: each row's pieces, without <eos> and padding."""
+        return [[t for t in row if t != PAD][:-1] for row in src.tolist()]
+
     def max_source_pieces(self) -> int:
         """The longest source the encoder's positions hold (<eos> included)."""
         return self.src_embed.max_positions - 1

@@ -6,19 +6,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seq2seq.decode.config import SearchConfig
 from seq2seq.serve.schemas import Row, Settings
 
 
 def search(translator, rows: list[Row], settings: Settings, batch_tokens: int | None = None):
-    """Translations of `rows` (in order) with `settings`; each row samples from a generator of its own seed."""
-    options = {"nbest": settings.nbest, "alignments": settings.alignments, "batch_size": max(1, len(rows)),
-               "batch_tokens": batch_tokens}
-    if settings.temperature is None:
-        options["beam"] = settings.beam
-    else:
-        options.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                       seed=[row.seed for row in rows])
-    return translator.translate_full([row.text for row in rows], **options)
+    """Translations of `rows` (in order) with `settings`; each row samples from a generator of its own seed,
+    and keeps its own target prefix and constraints."""
+    sampling = settings.temperature is not None
+    config = SearchConfig(beam=settings.beam, nbest=settings.nbest, temperature=settings.temperature,
+                          top_k=settings.top_k, top_p=settings.top_p)
+    return translator.translate_full([row.text for row in rows], config, alignments=settings.alignments,
+                                     batch_size=max(1, len(rows)), batch_tokens=batch_tokens,
+                                     seeds=[row.seed for row in rows] if sampling else None)
 
 
 @dataclass

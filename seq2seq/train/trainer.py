@@ -43,6 +43,7 @@ from seq2seq.train.distributed import Group, local_processes, shard
 from seq2seq.train.flops import FlopCounter
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
+from seq2seq.decode.config import SearchConfig
 from seq2seq.translator import Translator
 
 log = logging.getLogger("seq2seq.train")
@@ -496,6 +497,11 @@ def validate(model, tokenizer, valid_sets, layout, tcfg, device, amp_dtype, prog
     return tcfg.patience > 0 and progress.bad_validations >= tcfg.patience
 
 
+def final_search(tcfg) -> SearchConfig:
+    """The search of the final test (trainer.final_beam, trainer.final_lenpen; §6.1: beam 4, α 0.6)."""
+    return SearchConfig(beam=tcfg.final_beam, lenpen=tcfg.final_lenpen)
+
+
 def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
     """Beam search (§6.1) on every configured test set; hypotheses written beside the scores."""
     tcfg, out = cfg.trainer, {}
@@ -506,7 +512,7 @@ def test_scores(translator: Translator, cfg, run_dir: Path) -> dict:
             continue
         if tcfg.test_max_sentences:
             src, ref = src[: tcfg.test_max_sentences], ref[: tcfg.test_max_sentences]
-        hyps, out[name] = translate_and_score(translator, src, ref, beam=tcfg.final_beam, lenpen=tcfg.final_lenpen,
+        hyps, out[name] = translate_and_score(translator, src, ref, final_search(tcfg),
                                               batch_tokens=tcfg.eval_batch_tokens, keep=cfg.data.src_lang == "en")
         write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
     if out:
