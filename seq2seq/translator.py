@@ -251,9 +251,12 @@ class Translator:
     def translate(self, sentences: list[str] | str, search: SearchConfig | None = None, **kwargs) -> list[str] | str:
         """Best translation of each sentence, in input order (one string in, one string out). Search
         settings come as a SearchConfig or as its field names (`beam=4, lenpen=0.6`, `temperature=0.8`);
-        other keywords go to `translate_full`."""
+        `seed` may be a list with one seed (or None) per sentence (`translate_full`'s `seeds`); other
+        keywords go to `translate_full`."""
         if isinstance(sentences, str):
             return self.translate([sentences], search, **kwargs)[0]
+        if isinstance(kwargs.get("seed"), (list, tuple)):
+            kwargs["seeds"] = list(kwargs.pop("seed"))
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in SearchConfig.names()}
         if options and search is not None:
             raise TypeError(f"pass search settings in the SearchConfig or as keywords, not both: {sorted(options)}")

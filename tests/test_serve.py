@@ -107,6 +107,20 @@ def test_one_result_per_input_in_order_and_an_empty_input_gives_an_empty_result(
     assert client.post("/translate", json={"text": []}).json() == {"model": "default", "results": []}
 
 
+def test_prefixes_and_constraints_are_those_of_translate(client, run_dir, tmp_path, capsys):
+    texts = ["The cat sees a dog.", "A man eats the red ball."]
+    body = {"text": texts, "target_prefix": ["Le chat", None], "constraints": [[], ["rouge"]]}
+    served = [x["hypotheses"][0]["text"] for x in client.post("/translate", json=body).json()["results"]]
+    assert served[0].startswith("Le chat") and "rouge" in served[1]
+    (tmp_path / "prefix").write_text("Le chat\n\n")
+    (tmp_path / "constraints").write_text("\nrouge\n")
+    main(["translate", "--model", str(run_dir / "model"), "--prefix-file", str(tmp_path / "prefix"),
+          "--constraints-file", str(tmp_path / "constraints"), *texts])
+    assert capsys.readouterr().out.splitlines() == served
+    one = client.post("/translate", json={"text": texts[1], "constraints": ["rouge"]}).json()["results"]
+    assert one[0]["hypotheses"][0]["text"] == served[1]
+
+
 @pytest.mark.parametrize("options, flags", [
     ({"beam": 3, "nbest": 2, "alignments": True}, ["--beam", "3", "--nbest", "2", "--alignments"]),
     ({"temperature": 0.0}, ["--temperature", "0"]),
@@ -217,6 +231,11 @@ BAD = [  # (method, path, body, headers, status, what the message says)
     ("post", "/translate", {"text": ["a"] * 5}, None, 422, "5 inputs: at most 4"),
     ("post", "/translate", {"text": ["a" * 90] * 3}, None, 422, "270 characters: at most 200"),
     ("post", "/translate", {"text": "a" * 101}, None, 422, "a sentence of 101 characters: at most 100"),
+    ("post", "/translate", {"text": ["a", "b"], "target_prefix": ["Le"]}, None, 422, "one entry per sentence (2)"),
+    ("post", "/translate", {"text": ["a", "b"], "constraints": ["chat"]}, None, 422, "one entry per sentence (2)"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "constraints": ["chat"]}, None, 422,
+     "constraints need beam search"),
+    ("post", "/translate", {"text": "a", "target_prefix": "b" * 200}, None, 422, "201 characters: at most 200"),
     ("post", "/translate", b" " * 10_001, None, 413, "request body of 10001 bytes: at most 10000"),
     ("post", "/translate", "chunked", None, 413, "request body over 10000 bytes"),
     ("post", "/attention", {"text": "a" * 101}, None, 422, "at most 100"),

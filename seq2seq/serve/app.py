@@ -140,11 +140,12 @@ def served(request: Request, name: str) -> ServedModel:
     return models[name]
 
 
-def check_text(texts: list[str], limits: Limits) -> None:
+def check_text(texts: list[str], limits: Limits, extra_chars: int = 0) -> None:
+    """The request's size limits; `extra_chars`: its target prefixes and constraints, counted with the text."""
     if len(texts) > limits.max_inputs:
         raise Refused(422, f"{len(texts)} inputs: at most {limits.max_inputs} per request")
-    if sum(map(len, texts)) > limits.max_chars:
-        raise Refused(422, f"{sum(map(len, texts))} characters: at most {limits.max_chars} per request")
+    if (chars := sum(map(len, texts)) + extra_chars) > limits.max_chars:
+        raise Refused(422, f"{chars} characters: at most {limits.max_chars} per request")
     longest = max(map(len, texts), default=0)
     if longest > limits.max_sentence_chars:
         raise Refused(422, f"a sentence of {longest} characters: at most {limits.max_sentence_chars} per sentence")
@@ -161,7 +162,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/translate", summary="Translate one sentence or a list (the `translate --format jsonl` schema)")
     async def translate(body: TranslateRequest, request: Request):
         model, limits, texts = served(request, body.model), request.app.state.limits, body.texts
-        check_text(texts, limits)
+        check_text(texts, limits, body.extra_chars())
         settings, translator = body.settings(), model.translator
         tokens = sum(len(ids) + 1 for line in translator.split(texts) for ids in line)
         run = lambda rows: search(translator, rows, settings, limits.max_batch_tokens)  # noqa: E731

@@ -16,9 +16,12 @@ def search(translator, rows: list[Row], settings: Settings, batch_tokens: int | 
     sampling = settings.temperature is not None
     config = SearchConfig(beam=settings.beam, nbest=settings.nbest, temperature=settings.temperature,
                           top_k=settings.top_k, top_p=settings.top_p)
+    prefixes = [row.prefix for row in rows] if any(row.prefix for row in rows) else None
+    constraints = [list(row.constraints) for row in rows] if any(row.constraints for row in rows) else None
     return translator.translate_full([row.text for row in rows], config, alignments=settings.alignments,
                                      batch_size=max(1, len(rows)), batch_tokens=batch_tokens,
-                                     seeds=[row.seed for row in rows] if sampling else None)
+                                     seeds=[row.seed for row in rows] if sampling else None,
+                                     target_prefix=prefixes, constraints=constraints)
 
 
 @dataclass

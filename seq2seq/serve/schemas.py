@@ -46,6 +46,8 @@ class Row:
 
     text: str
     seed: int | None = None
+    prefix: str | None = None  # French text the translation must begin with
+    constraints: tuple[str, ...] = ()  # French phrases the translation must hold
 
 
 class Strict(BaseModel):
@@ -66,6 +68,12 @@ class TranslateRequest(Strict):
                              description="sampling seed: sentence i of the request draws from its own generator "
                                          "seeded seed + i, so the output does not depend on other requests")
     alignments: bool = Field(False, description="add, per hypothesis, (source, target) piece pairs")
+    target_prefix: str | list[str | None] | None = Field(
+        None, description="French text each translation must begin with: a string for one sentence, or a list "
+                          "with one (or null) per sentence; the search goes on after it")
+    constraints: list[str] | list[list[str]] | None = Field(
+        None, description="French phrases each translation must contain (beam search): a list of phrases for one "
+                          "sentence, or one such list per sentence")
 
     @model_validator(mode="after")
     def _check(self):
@@ -73,11 +81,36 @@ class TranslateRequest(Strict):
             raise ValueError(f"nbest ({self.nbest}) must be at most beam ({self.beam})")
         if self.temperature is not None and self.nbest != 1:
             raise ValueError("sampling (temperature) gives one translation per input: nbest must be 1")
+        if self.temperature is not None and self.constraints:
+            raise ValueError("constraints need beam search: drop temperature")
+        n = len(self.texts)
+        if len(self.prefixes) != n or len(self.constraint_lists) != n:
+            raise ValueError(f"target_prefix and constraints need one entry per sentence ({n})")
         return self
 
     @property
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else list(self.text)
+
+    @property
+    def prefixes(self) -> list[str | None]:
+        """One target prefix (or None) per sentence; a single string is one sentence's."""
+        if isinstance(self.target_prefix, list):
+            return list(self.target_prefix)
+        return [None] * len(self.texts) if self.target_prefix is None else [self.target_prefix]
+
+    @property
+    def constraint_lists(self) -> list[list[str]]:
+        """One list of phrases per sentence; a flat list of phrases is one sentence's."""
+        if not self.constraints:
+            return [[] for _ in self.texts]
+        if all(isinstance(c, str) for c in self.constraints):
+            return [list(self.constraints)]
+        return [list(c) for c in self.constraints]
+
+    def extra_chars(self) -> int:
+        """Characters of the prefixes and constraints, counted against the request's limit with the text."""
+        return sum(len(p or "") for p in self.prefixes) + sum(len(c) for cs in self.constraint_lists for c in cs)
 
     def settings(self) -> Settings:
         sampling = self.temperature is not None
@@ -87,8 +120,8 @@ class TranslateRequest(Strict):
 
     def rows(self) -> list[Row]:
         """One Row per input; input i samples with seed + i."""
-        return [Row(text, None if self.seed is None else (self.seed + i) % (MAX_SEED + 1))
-                for i, text in enumerate(self.texts)]
+        return [Row(text, None if self.seed is None else (self.seed + i) % (MAX_SEED + 1), prefix, tuple(wanted))
+                for i, (text, prefix, wanted) in enumerate(zip(self.texts, self.prefixes, self.constraint_lists))]
 
 
 class AttentionRequest(Strict):
