@@ -94,6 +94,7 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     for png in ("curves.png", "length.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Tournament" in text and "transformer_tiny_s1 | gpt_tiny_s1 |" in text
+    assert "## Attention to the source by target position" in text and (out / "source_attention.png").is_file()
 
     # Again: the finished runs are reused and the report comes out the same; other settings are refused.
     with caplog.at_level(logging.INFO, logger="seq2seq.compare"):
@@ -222,3 +223,25 @@ def test_verdict_says_who_is_ahead_with_intervals_and_which_predictions_held(tmp
     cfg = OmegaConf.create({"name": "t", "baseline": "transformer", "systems": systems,
                             "budget": {"mode": "flops", "flops": {"small": 2e14}}, "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
     assert "## Verdict" in write_report(tmp_path, runs, test_sets, cfg).read_text()
+
+
+def test_attention_to_the_source_by_position_entropy_and_share():
+    import math
+
+    import torch
+
+    from seq2seq.compare.source_attention import SourceAttention, fades, position_profile
+
+    uniform = torch.full((2, 3, 4, 5), 1 / 5)  # cross-attention: every row sums to 1 over 5 source pieces
+    entropy, share = position_profile(uniform)
+    assert torch.allclose(entropy, torch.full((4,), math.log(5))) and torch.allclose(share, torch.ones(4))
+    fading = torch.zeros(1, 1, 3, 2)  # a decoder-only row: what is not on the source went to the target
+    fading[0, 0, :, 0] = torch.tensor([0.9, 0.5, 0.1])
+    entropy, share = position_profile(fading)
+    assert torch.allclose(share, torch.tensor([0.9, 0.5, 0.1])) and torch.allclose(entropy, torch.zeros(3))
+    profile = SourceAttention()
+    profile.add(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.4]))
+    profile.add(torch.tensor([3.0]), torch.tensor([0.7]))
+    assert profile.means() == (pytest.approx([2.0, 2.0]), pytest.approx([0.6, 0.4]))
+    assert profile.means(min_count=2) == (pytest.approx([2.0]), pytest.approx([0.6]))
+    assert fades([0.8] * 5 + [0.6] * 10 + [0.4] * 5) == pytest.approx(0.4) and fades([0.8] * 19) is None

@@ -84,3 +84,21 @@ def bleu_by_length(rows: list[dict], names: list[str], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def source_attention(profiles: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
+    """Entropy of the attention over the source, and the source's share of it, by target position."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for k, (name, (entropy, share)) in enumerate(profiles.items()):
+        style = {"color": COLORS[k % len(COLORS)], "marker": "o", "markersize": 2, "label": name}
+        axes[0].plot(range(1, len(entropy) + 1), entropy, **style)
+        axes[1].plot(range(1, len(share) + 1), share, **style)
+    axes[0].set_ylabel("entropy over the source (nats)")
+    axes[1].set_ylabel("share of attention on the source")
+    for ax in axes:
+        ax.set_xlabel("target position")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

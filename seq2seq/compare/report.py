@@ -19,11 +19,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from seq2seq.compare import elo, plots
+from seq2seq.compare.source_attention import fades, source_attention
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
 from seq2seq.errors import ReportError
+from seq2seq.model.directory import load_model_dir
 
 METRICS = ("bleu", "chrf")
+ATTENTION_POSITIONS = (1, 5, 10, 20)  # target positions (from 1) the attention table shows
 
 
 @dataclass
@@ -230,6 +233,39 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
             + table(["A", "B", "A wins", "ties", "B wins", "A's score", "expected from ratings"], pairs))
 
 
+def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Path) -> str | None:
+    """Attention to the source by target position (source_attention.py), teacher-forced on the first
+    `sentences` references of each test set; None when no run kept its model/ directory."""
+    profiles, rows, lines = {}, [], []
+    for run in runs:
+        if not (run.directory / "model" / "model.pt").is_file():
+            continue
+        model, tokenizer, _ = load_model_dir(run.directory / "model")
+        sources = [s for src, _ in test_sets.values() for s in src[:sentences]]
+        references = [r for _, ref in test_sets.values() for r in ref[:sentences]]
+        profile = source_attention(model, list(zip(tokenizer.encode(sources), tokenizer.encode(references))))
+        entropy, share = profile.means(min_count=max(1, len(sources) // 20))
+        profiles[run.name] = (entropy, share)
+        rows.append([run.name] + [f"{entropy[t - 1]:.2f} / {share[t - 1]:.2f}" if t <= len(entropy) else "—"
+                                  for t in ATTENTION_POSITIONS])
+        drop = fades(share)
+        if model.kind == "gpt" and drop is not None:
+            lines.append(f"{run.name}: the source's share of attention {'falls' if drop > 0.02 else 'does not fall'} "
+                         f"from positions 1–5 to 16–20 ({sum(share[:5]) / 5:.2f} → {sum(share[15:20]) / 5:.2f})")
+    if not profiles:
+        return None
+    plots.source_attention(profiles, path)
+    header = ["run"] + [f"position {t}: entropy / share" for t in ATTENTION_POSITIONS]
+    return ("## Attention to the source by target position\n\nEvery system teacher-forced on the first "
+            f"{sentences} references of each test set. Entropy (nats) of a target position's attention over "
+            "the source pieces (the decoder-only model's restricted to the source block and renormalised), "
+            "and the share of its attention on the source (1 for cross-attention; for the decoder-only model "
+            "the rest goes to the target it has produced), averaged over layers, heads and sentences. Fu et al. "
+            "(2023) report that decoder-only models attend less and less to the source as they generate.\n\n"
+            + table(header, rows) + ("\n\n" + "\n".join(f"- {line}" for line in lines) if lines else "")
+            + f"\n\n![attention to the source]({path.name})")
+
+
 def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list[str], list[str]]], cfg,
                  command: str | None = None, verdict_lines: list[str] | None = None) -> Path:
     """Write report.md and its plots into `out_dir`; `test_sets` maps set name -> (sources, references);
@@ -261,6 +297,9 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
     if len(set(r.size for r in runs)) > 1:
         plots.bleu_against_params(runs, list(test_sets), out_dir / "params.png")
         sections.append("## BLEU against parameters\n\n![BLEU against parameters](params.png)")
+    sentences = cfg.report.get("source_attention", 0)
+    if sentences and (section := attention_section(runs, test_sets, sentences, out_dir / "source_attention.png")):
+        sections.append(section)
     rows = bleu_by_length(runs, test_sets, list(cfg.report.length_buckets))
     plots.bleu_by_length(rows, [r.name for r in runs], out_dir / "length.png")
     sections.append(length_section(rows, runs))

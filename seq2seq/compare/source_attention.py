@@ -1,0 +1,71 @@
+"""Attention to the source by target position: does a decoder-only model look at the source less and less
+as it generates ("attention degeneration", Fu et al. 2023)?
+
+Every system is teacher-forced on test references (seq2seq/viz/maps.py records the weights of eq. 1). For
+each target position, over the source pieces and their end marker (<eos>, or <sep> for the decoder-only
+model):
+  * the entropy (nats) of its attention over the source, the decoder-only model's weights restricted to the
+    source block and renormalised: low = the position looks at few source pieces;
+  * the share of its attention mass on the source: 1 for cross-attention by construction; for the
+    decoder-only model, what is left over from the target it has generated.
+Both are averaged over layers, heads and sentences, position by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from seq2seq.viz.maps import attention_maps
+
+
+@dataclass
+class SourceAttention:
+    """Per target position (0 = the query that produces the first piece): sums over sentences, and counts."""
+
+    entropy: list[float] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+
+    def add(self, entropy: torch.Tensor, share: torch.Tensor) -> None:
+        """One sentence's per-position values (T,)."""
+        for t, (h, s) in enumerate(zip(entropy.tolist(), share.tolist())):
+            if t == len(self.count):
+                self.entropy.append(0.0), self.share.append(0.0), self.count.append(0)
+            self.entropy[t] += h
+            self.share[t] += s
+            self.count[t] += 1
+
+    def means(self, min_count: int = 1) -> tuple[list[float], list[float]]:
+        """(mean entropy, mean share) per position, for positions that `min_count` sentences reach."""
+        kept = [t for t, n in enumerate(self.count) if n >= min_count]
+        return ([self.entropy[t] / self.count[t] for t in kept], [self.share[t] / self.count[t] for t in kept])
+
+
+def position_profile(cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(entropy, share) per target position from one pair's target → source weights (layers, heads, T, S)."""
+    mass = cross.sum(-1)  # (L, h, T)
+    p = cross / mass.clamp_min(1e-12)[..., None]
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+    return entropy.mean((0, 1)), mass.mean((0, 1))
+
+
+@torch.no_grad()
+def source_attention(model, pairs: list[tuple[list[int], list[int]]], batch_size: int = 32) -> SourceAttention:
+    """The profile of `model` (eval mode) teacher-forced on (source ids, reference ids) pairs."""
+    profile = SourceAttention()
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        for maps in attention_maps(model, [s for s, _ in chunk], [t for _, t in chunk]):
+            profile.add(*position_profile(maps.cross))
+    return profile
+
+
+def fades(share: list[float], window: int = 5) -> float | None:
+    """How much the source's share falls from the first `window` positions to the `window` after position
+    3·window (a drop > 0 means less attention to the source later on); None when the sentences are shorter."""
+    if len(share) < 4 * window:
+        return None
+    early, late = share[:window], share[3 * window:4 * window]
+    return sum(early) / window - sum(late) / window
