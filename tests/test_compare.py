@@ -102,6 +102,8 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     assert caplog.text.count("reusing the finished run") == 2
     with pytest.raises(UserError, match=r"other settings \(trainer.max_tokens differs\)"):
         compare(compare_config(*toy_data_overrides, *TINY_RUN, "budget.tokens.tiny=7000"), out)
+    timed = compare(compare_config(*toy_data_overrides, *TINY_RUN, "report.decode_speed=5"), out).read_text()
+    assert "## Decode speed" in timed and len(report_rows(timed, "gpt_tiny_s1")) == len(report_rows(text, "gpt_tiny_s1")) + 1
 
 
 # ---------------------------------------------------------------------------------------------- hand-made runs

@@ -75,3 +75,25 @@ def elo_ratings(games: Iterable[tuple[str, str, float]], names: Sequence[str] | 
 def expected_score(r_a: float, r_b: float) -> float:
     """Elo's expected score of A against B."""
     return 1.0 / (1.0 + math.pow(10.0, (r_b - r_a) / SCALE))
+
+
+def rating_intervals(scores: dict[str, Sequence[float]], samples: int = 200, seed: int = 12345,
+                     prior: float = 0.01) -> dict[str, tuple[float, float]]:
+    """95% intervals of the ratings: the test sentences resampled with replacement (every system keeps its
+    score on each drawn sentence), the Bradley–Terry fit redone on each resample's games."""
+    names = list(scores)
+    n = len(scores[names[0]])
+    pairs = list(itertools.combinations(range(len(names)), 2))
+    points = np.array([[1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(scores[names[i]], scores[names[j]])]
+                       for i, j in pairs]).reshape(len(pairs), n)  # (pairs, sentences): points of the first
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(samples):
+        weight = np.bincount(rng.integers(0, n, n), minlength=n)  # how often each sentence was drawn
+        won = points @ weight
+        wins = np.zeros((len(names), len(names)))
+        for (i, j), w in zip(pairs, won):
+            wins[i, j], wins[j, i] = w, weight.sum() - w
+        draws.append(ANCHOR + SCALE * bradley_terry(wins, prior))
+    lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    return {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}

@@ -13,9 +13,11 @@ import itertools
 import json
 import logging
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from seq2seq.compare import elo, plots
@@ -23,7 +25,9 @@ from seq2seq.compare.source_attention import fades, source_attention
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
 from seq2seq.errors import ReportError
+from seq2seq.decode.config import SearchConfig
 from seq2seq.model.directory import load_model_dir
+from seq2seq.translator import Translator
 
 METRICS = ("bleu", "chrf")
 ATTENTION_POSITIONS = (1, 5, 10, 20)  # target positions (from 1) the attention table shows
@@ -129,8 +133,9 @@ def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[
     return rows
 
 
-def tournament(runs: list[Run], test_sets: dict) -> tuple[dict[str, float], list[tuple[str, str, float]]]:
-    """Every test sentence a game between every pair of runs, decided by sentence chrF."""
+def tournament(runs: list[Run], test_sets: dict, samples: int = 200):
+    """Every test sentence a game between every pair of runs, decided by sentence chrF: (ratings, games,
+    95% bootstrap intervals of the ratings)."""
     from sacrebleu.metrics import CHRF
 
     chrf = CHRF()
@@ -139,7 +144,7 @@ def tournament(runs: list[Run], test_sets: dict) -> tuple[dict[str, float], list
         scores[run.name] = [chrf.sentence_score(h, [r]).score
                             for name, (_, refs) in test_sets.items() for h, r in zip(run.hypotheses(name), refs)]
     games = elo.sentence_games(scores)
-    return elo.elo_ratings(games, [r.name for r in runs]), games
+    return elo.elo_ratings(games, [r.name for r in runs]), games, elo.rating_intervals(scores, samples)
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -215,12 +220,13 @@ def length_section(rows: list[dict], runs: list[Run]) -> str:
             + table(["source words", "sentences"] + [r.name for r in runs], body) + "\n\n![BLEU by length](length.png)")
 
 
-def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, float]]) -> str:
+def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, float]],
+                       intervals: dict[str, tuple[float, float]]) -> str:
     names, wins = elo.win_matrix(games, list(ratings))
     ranked = sorted(ratings, key=ratings.get, reverse=True)
     played = (wins + wins.T).sum(1)
-    rows = [[i + 1, n, f"{ratings[n]:.1f}", f"{wins[names.index(n)].sum():,.1f}", f"{played[names.index(n)]:,.0f}"]
-            for i, n in enumerate(ranked)]
+    rows = [[i + 1, n, f"{ratings[n]:.1f}", f"{intervals[n][0]:.1f} to {intervals[n][1]:.1f}",
+             f"{wins[names.index(n)].sum():,.1f}", f"{played[names.index(n)]:,.0f}"] for i, n in enumerate(ranked)]
     pairs = []
     for a, b in itertools.combinations(ranked, 2):
         results = [g[2] if g[0] == a else 1.0 - g[2] for g in games if {g[0], g[1]} == {a, b}]
@@ -228,9 +234,48 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
         pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}", f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
     return ("## Tournament\n\nEvery test sentence is a game between every pair of runs: higher sentence chrF wins, "
             "equal chrF ties (half a point each). Ratings: Bradley–Terry maximum likelihood on the Elo scale "
-            "(expected score 1 / (1 + 10^((R_B − R_A)/400)), mean 1000), independent of the order of games.\n\n"
-            + table(["rank", "run", "Elo", "points", "games"], rows) + "\n\n"
+            "(expected score 1 / (1 + 10^((R_B − R_A)/400)), mean 1000), independent of the order of games; "
+            "95% intervals from refitting on the test sentences resampled with replacement.\n\n"
+            + table(["rank", "run", "Elo", "Elo 95% interval", "points", "games"], rows) + "\n\n"
             + table(["A", "B", "A wins", "ties", "B wins", "A's score", "expected from ratings"], pairs))
+
+
+def decode_speed(model, tokenizer, sources: list[str]) -> dict[str, float]:
+    """Sentences/s of greedy and beam-4 search over `sources` (batches of 64, as evaluated), and the mean
+    seconds from a lone sentence to its first target piece (encoder, or source prefix, plus one step)."""
+    translator = Translator(model, tokenizer)
+    out = {}
+    for label, search in (("greedy", SearchConfig(temperature=0.0)), ("beam 4", SearchConfig(beam=4))):
+        start = time.perf_counter()
+        translator.translate_full(sources, search)
+        out[label] = len(sources) / (time.perf_counter() - start)
+    ids = [s for s in tokenizer.encode(sources[:50]) if s]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for s in ids:
+            src = model.make_source([s])
+            model.step(model.begin(src), torch.full((1, 1), model.decoder_start_id, dtype=torch.long))
+    out["first piece ms"] = 1000 * (time.perf_counter() - start) / max(len(ids), 1)
+    return out
+
+
+def speed_section(runs: list[Run], test_sets: dict, sentences: int) -> str | None:
+    """Decode speed of every run that kept its model/, on the first `sentences` of each test set."""
+    rows = []
+    sources = [s for src, _ in test_sets.values() for s in src[:sentences]]
+    for run in runs:
+        if (run.directory / "model" / "model.pt").is_file():
+            model, tokenizer, _ = load_model_dir(run.directory / "model")
+            speed = decode_speed(model, tokenizer, sources)
+            rows.append([run.name, f"{speed['greedy']:,.1f}", f"{speed['beam 4']:,.1f}", f"{speed['first piece ms']:.1f}"])
+    if not rows:
+        return None
+    return ("## Decode speed\n\nOne process, one after the other, on the first "
+            f"{sentences} sentences of each test set ({len(sources):,} in all), fp32, "
+            f"{torch.get_num_threads()} threads; time to the first piece: a lone sentence's encoder pass (the "
+            "decoder-only model: its pass over the source) and first step, averaged over 50 sentences. Elfeki et "
+            "al. (2025) find encoder–decoders faster to the first token below ~1B parameters.\n\n"
+            + table(["run", "greedy sent/s", "beam 4 sent/s", "first piece (ms)"], rows))
 
 
 def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Path) -> str | None:
@@ -297,6 +342,8 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
     if len(set(r.size for r in runs)) > 1:
         plots.bleu_against_params(runs, list(test_sets), out_dir / "params.png")
         sections.append("## BLEU against parameters\n\n![BLEU against parameters](params.png)")
+    if (n := cfg.report.get("decode_speed", 0)) and (section := speed_section(runs, test_sets, n)):
+        sections.append(section)
     sentences = cfg.report.get("source_attention", 0)
     if sentences and (section := attention_section(runs, test_sets, sentences, out_dir / "source_attention.png")):
         sections.append(section)
