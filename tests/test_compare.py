@@ -247,3 +247,22 @@ def test_attention_to_the_source_by_position_entropy_and_share():
     assert profile.means() == (pytest.approx([2.0, 2.0]), pytest.approx([0.6, 0.4]))
     assert profile.means(min_count=2) == (pytest.approx([2.0]), pytest.approx([0.6]))
     assert fades([0.8] * 5 + [0.6] * 10 + [0.4] * 5) == pytest.approx(0.4) and fades([0.8] * 19) is None
+
+
+@pytest.mark.slow
+def test_the_h200_script_runs_its_whole_path_on_a_cpu(tmp_path, toy_data_overrides):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "h200_compare.py"), "--smoke", "--out", str(out),
+                           "--dir", str(tmp_path / "h200"), *toy_data_overrides, "trainer.threads=1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "h200_compare.json").read_text())
+    assert summary["mode"] == "smoke" and sorted(summary["runs"]) == ["gpt_prefix_tiny_s1", "gpt_tiny_s1",
+                                                                     "transformer_tiny_s1"]
+    assert all(r["train"]["stopped_by"].startswith("max_flops") and r["train"]["mfu"] > 0 for r in summary["runs"].values())
+    assert "## Verdict" in (out / "report.md").read_text() and (out / "curves.png").is_file()
