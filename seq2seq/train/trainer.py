@@ -5,7 +5,7 @@ validation → checkpoints → averaging (§6.1) → test scores. One loop for b
 
     setup   data, model and optimizer, in an order that fixes every RNG stream      -> Run
     resume  weights, optimizer, progress (step, data position) and RNG states of the newest checkpoint
-    loop    optimizer_step, then on_cadence: log, validate, save, stop
+    loop    step_or_stop: optimizer_step, then on_cadence (log, validate, save, stop)
     finish  average the checkpoints into model/, score the test sets, write results.json
 
 A `Run` carries what the phases share; `Progress` is the part of it a checkpoint keeps. A run directory
