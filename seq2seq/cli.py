@@ -3,6 +3,10 @@
 `data`, `train` and `compare` are Hydra applications: they take overrides such as
 `seq2seq train model=transformer_tiny trainer.max_steps=100`. The other commands are ordinary argparse
 commands, one module each under `seq2seq/commands/`, with `--help`.
+
+The Hydra task of `train` returns one metric, so that `seq2seq train --multirun …` sweeps can use it:
+`validation_bleu`, the greedy BLEU of the run's last validation averaged over the validation sets (higher is
+better; NaN if no validation ran). See `seq2seq.train.trainer.validation_bleu`.
 """
 
 from __future__ import annotations
@@ -59,9 +63,9 @@ def run_hydra(command: str, argv: list[str]) -> None:
 
                 prepare_data(cfg)
             elif command == "train":
-                from seq2seq.train.trainer import train
+                from seq2seq.train.trainer import train, validation_bleu
 
-                train(cfg, output_dir)
+                return validation_bleu(train(cfg, output_dir))  # the metric a --multirun sweeper compares
             else:
                 from seq2seq.compare.run import compare
 
