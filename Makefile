@@ -54,8 +54,16 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py $(ARGS)
 
-test: $(STAMP)
+# ruff (lint and import order) and import-linter (the layers contract in pyproject.toml)
+lint: $(STAMP)
+	$(VENV_DIR)/bin/ruff check seq2seq tests scripts
+	$(VENV_DIR)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadfile $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

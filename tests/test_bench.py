@@ -10,6 +10,8 @@ from seq2seq.bench import main
 from seq2seq.bench.measure import PeakRSS, Worker, in_turns
 from seq2seq.config import compose
 
+pytestmark = pytest.mark.slow  # runs every benchmark section in worker processes
+
 pytest.importorskip("transformers")
 
 

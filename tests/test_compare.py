@@ -65,6 +65,7 @@ TINY_RUN = ["sizes=[tiny]", "budget.mode=tokens", "trainer.precision=fp32", "bud
             "trainer.warmup=10", "trainer.threads=1", "report.bootstrap=100"]
 
 
+@pytest.mark.slow
 def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data_overrides, caplog):
     cfg = compare_config(*toy_data_overrides, *TINY_RUN)
     out = tmp_path / "compare"

@@ -22,6 +22,8 @@ from seq2seq.translator import Translator
 from seq2seq.config import compose
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # starts gloo process groups and torchrun
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -157,6 +157,7 @@ def test_model_directory_round_trip_and_translator(tmp_path, toy_tokenizer):
     assert len(out) == 3 and out[1] == ""
 
 
+@pytest.mark.slow
 def test_tiny_decoder_only_model_memorises_32_pairs(toy_tokenizer):
     """Teacher forcing on `s <sep> t` with the loss on t, then left-padded beam search, learn translation."""
     from tests.conftest import memorisation_bleu

@@ -239,6 +239,7 @@ def test_errors(tmp_path, raw):
         prepare(data_cfg(tmp_path), log=quiet)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL_RAW / "SHA256SUMS").is_file(), reason="no ../shared/data")
 def test_real_corpora(tmp_path):
     cfg = OmegaConf.load(ROOT / "conf" / "data" / "default.yaml")

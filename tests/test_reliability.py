@@ -34,6 +34,8 @@ from seq2seq.config import compose
 from tests.conftest import ROOT
 from tests.test_translator import make_model_dir
 
+pytestmark = pytest.mark.slow  # faults injected into real training and translation runs
+
 # No validation, no averaging, two test sentences, one thread: fast, and deterministic on the CPU.
 FAST = ["trainer.valid_every=1000", "trainer.average_last=0", "trainer.test_max_sentences=2", "trainer.threads=1"]
 TEMP = re.compile(r"^\.step_(\d+)\.pt\.\w+\.tmp$")  # checkpoint.atomic_write's temporary file

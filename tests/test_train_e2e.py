@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from seq2seq.decode.search import greedy
@@ -12,6 +13,8 @@ from seq2seq.train.trainer import train
 from seq2seq.translator import Translator
 from seq2seq.config import compose
 from tests.conftest import memorisation_bleu
+
+pytestmark = pytest.mark.slow  # trains tiny models end to end
 
 SCHEMA = {
     "model": {"name", "params"},

@@ -7,10 +7,14 @@ import json
 import math
 import sys
 
+import pytest
+
 from hydra.experimental.callback import Callback
 
 from seq2seq.cli import main
 from seq2seq.train.trainer import validation_bleu
+
+pytestmark = pytest.mark.slow  # a Hydra multirun of two tiny trainings
 
 RETURNED: list[tuple[int, object]] = []  # (trainer.max_steps, the task's return value) of each job
 

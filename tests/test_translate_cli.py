@@ -247,6 +247,7 @@ def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
     assert proc.returncode == (130 if signal_number == signal.SIGINT else -signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
 def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_path, signal_name):
     import signal
@@ -268,6 +269,7 @@ def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.en", "out.fr"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
     import signal
 
