@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from seq2seq.errors import UserError
+from seq2seq.io import write_text
 
 
 class PartialOutput:
@@ -40,9 +41,7 @@ class PartialOutput:
         self.sidecar.unlink(missing_ok=True)
 
     def _write_record(self) -> None:
-        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        tmp.write_text(json.dumps(self.record, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.sidecar)
+        write_text(self.sidecar, json.dumps(self.record, indent=1, sort_keys=True) + "\n")
 
     def _check_record(self) -> None:
         try:
