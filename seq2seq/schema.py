@@ -220,7 +220,7 @@ def as_model_config(cfg) -> ModelConfig:
     kind = values.get("kind")
     if kind is None:
         raise ConfigError("model config lacks kind")
-    if kind not in MODEL_SCHEMAS:
+    if not isinstance(kind, str) or kind not in MODEL_SCHEMAS:
         raise ConfigError(f"unknown model kind {kind!r}; expected one of {KINDS}")
     return _to_object(MODEL_SCHEMAS[kind], values, f"{kind} model")
 
