@@ -18,6 +18,7 @@ import sys
 
 from seq2seq.config import CONF_DIR
 from seq2seq.errors import UserError
+from seq2seq.schema import type_message
 HYDRA_COMMANDS = {
     "data": "prepare the corpora and the tokenizer (Hydra overrides)",
     "train": "train a model (Hydra overrides, e.g. experiment=tiny trainer.max_steps=100)",
@@ -97,8 +98,10 @@ def config_message(e: Exception) -> str:
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         return f"unknown {group} {name!r}; available: {', '.join(e.options)}"
-    text = " ".join(str(e).split("\n\n")[0].split())  # the first paragraph; Hydra's search path follows
     cause = e.__cause__
+    if typed := type_message(cause):  # a value the schema's type refuses, in the words of its limit
+        return typed
+    text = " ".join(str(e).split("\n\n")[0].split())  # the first paragraph; Hydra's search path follows
     return text + (f" ({' '.join(str(cause).splitlines()[0].split())})" if cause and str(cause).strip() else "")
 
 

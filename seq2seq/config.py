@@ -1,5 +1,6 @@
 """The configuration: `compose()` for code outside a Hydra application, and `validate()`, which checks a
-composed config before any data is touched (one line per problem)."""
+composed config before any data is touched (one line per problem). The model and trainer groups are typed
+by the dataclasses of seq2seq/schema.py, registered here in Hydra's ConfigStore."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 
 from seq2seq.data.prepare import augment_settings
 from seq2seq.errors import ConfigError, DataError, UserError
+from seq2seq.schema import GptConfig, TrainerConfig, TransformerConfig, as_model_config, as_trainer_config
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# The schemas, by the names the YAML files give them: conf/model/transformer_base.yaml starts with
+# `defaults: [/schema@_here_: transformer, _self_]`, so its keys are typed and checked as TransformerConfig's.
+for _name, _schema in (("transformer", TransformerConfig), ("gpt", GptConfig), ("trainer", TrainerConfig)):
+    ConfigStore.instance().store(group="schema", name=_name, node=_schema)
 
 
 def compose(*overrides: str, config_name: str = "config"):
@@ -25,14 +33,6 @@ def compose(*overrides: str, config_name: str = "config"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
-POSITIVE = {  # counts that must be at least 1: the model has no zero-sized part, the trainer divides by these
-    "model": ("d_model", "d_ff", "heads", "layers", "encoder_layers", "decoder_layers", "max_positions"),
-    "trainer": ("batch_tokens", "accumulate", "max_len", "warmup", "valid_every", "save_every",
-                "log_every", "nonfinite_limit"),
-}
-LIMITS = ("max_epochs", "max_minutes", "max_tokens", "max_flops")  # stop conditions that null turns off
-
-
 def model_config(name: str):
     """conf/model/<name>.yaml, composed (its defaults resolved) inside or outside a Hydra application, without
     the default experiment's model changes (cpu_small turns dropout off for its own budget)."""
@@ -41,30 +41,23 @@ def model_config(name: str):
     return compose(f"model={name}", "~experiment").model
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def validate(cfg) -> None:
-    """Raise ConfigError for values that cannot work (Hydra already rejects unknown keys and names)."""
-    m, t = cfg.model, cfg.trainer
-    problems = [f"{group}.{key}={value} must be a number of at least 1" for group, keys in POSITIVE.items()
-                for key in keys if key in cfg[group] and (not _number(value := cfg[group][key]) or value < 1)]
-    for key in ("max_steps", *LIMITS):
-        value = t.get(key)
-        if (value is not None or key == "max_steps") and (not _number(value) or value < 0):
-            problems.append(f"trainer.{key}={value} must be a number of at least 0" + (" or null" if key in LIMITS else ""))
+    """Raise ConfigError for values that cannot work, in one line. The model and trainer groups become their
+    schemas here (`OmegaConf.to_object`, which runs their `__post_init__` limits and refuses keys the schema
+    lacks, such as a typo added with `+trainer.max_step=...`); the checks below span groups."""
+    problems = []
+    try:
+        m = as_model_config(cfg.model)
+    except ConfigError as e:
+        problems.append(str(e))
+    try:
+        t = as_trainer_config(cfg.trainer)
+    except ConfigError as e:
+        problems.append(str(e))
     if problems:  # the checks below compute with these
         raise ConfigError("; ".join(problems))
-    if m.d_model % m.heads:
+    if m.d_model % m.heads:  # here, not in ModelConfig: a model directory says it in the attention module's words
         problems.append(f"model.d_model={m.d_model} is not divisible by model.heads={m.heads}")
-    if m.get("prefix_lm") and m.get("loss_on_source"):
-        problems.append("model.prefix_lm=true with model.loss_on_source=true lets source positions see the tokens "
-                        "they predict; turn one of them off")
-    for group, key in (("model", "dropout"), ("model", "attention_dropout"), ("model", "activation_dropout"),
-                       ("trainer", "label_smoothing")):
-        if key in cfg[group] and not (_number(value := cfg[group][key]) and 0.0 <= value < 1.0):
-            problems.append(f"{group}.{key}={value} must be in [0, 1)")
     tok = cfg.tokenizer
     if tok.vocab_size <= 5 + (256 if tok.byte_fallback else 0):
         problems.append(f"tokenizer.vocab_size={tok.vocab_size} (model.vocab_size by default) leaves no room "

@@ -8,8 +8,9 @@ class UserError(Exception):
     """An error the user can fix; printed as one line, exit status 2."""
 
 
-class ConfigError(UserError):
-    """A configuration value out of range or contradicting another; found before any data is touched."""
+class ConfigError(UserError, ValueError):
+    """A configuration value out of range or contradicting another; found before any data is touched.
+    Also a ValueError: build_model raises it for a config no model can be built from."""
 
 
 class DataError(UserError):

@@ -37,7 +37,7 @@ def check_exportable(cfg) -> None:
     if cfg.norm != "pre":
         raise ExportError("GPT-2 is pre-norm and this model is post-norm (model.norm=post, the paper's): no GPT-2 "
                           "weights compute LayerNorm(x + Sublayer(x)); train with model.norm=pre to export it")
-    if cfg.get("prefix_lm", False):
+    if cfg.prefix_lm:
         raise ExportError("GPT-2 attends causally only; this model was trained with model.prefix_lm=true")
 
 

@@ -2,7 +2,8 @@
 
     model/
       model.pt       weights (averaged or best), loaded with weights_only=True
-      config.json    {"model": the model config, "vocab_size": n, "tokenizer": "spm.model"}
+      config.json    {"model": the model config, "vocab_size": n, "tokenizer": "spm.model"}; the model
+                     config holds every field of its kind's schema (seq2seq/schema.py)
       spm.model      the joint SentencePiece model the weights were trained with
 """
 
@@ -13,16 +14,12 @@ import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.model.build import build_model
-from seq2seq.errors import CheckpointError, ModelDirError, UserError
+from seq2seq.errors import CheckpointError, ConfigError, ModelDirError, UserError
 from seq2seq.io import load, save, write_text
-
-REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "attention_dropout", "activation_dropout", "norm",
-                 "tie_embeddings", "positional", "max_positions")
-LAYER_KEYS = {"transformer": ("encoder_layers", "decoder_layers"), "gpt": ("layers",)}
+from seq2seq.model.build import build_model
+from seq2seq.schema import ModelConfig, as_model_config, to_dict
 
 
 def default_model_dir(outputs: Path = Path("outputs")) -> Path:
@@ -35,29 +32,33 @@ def default_model_dir(outputs: Path = Path("outputs")) -> Path:
 
 
 def save_model_dir(directory, state_dict: dict, model_cfg, vocab_size: int, tokenizer_file) -> Path:
+    """Write a model directory; config.json gets every field of `model_cfg`'s schema (defaults included)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save({"model": state_dict}, directory / "model.pt")
     shutil.copyfile(tokenizer_file, directory / "spm.model")
-    meta = {"model": OmegaConf.to_container(model_cfg, resolve=True), "vocab_size": vocab_size, "tokenizer": "spm.model"}
+    meta = {"model": to_dict(as_model_config(model_cfg)), "vocab_size": vocab_size, "tokenizer": "spm.model"}
     write_text(directory / "config.json", json.dumps(meta, indent=2))
     return directory
 
 
-def load_model_dir(directory, device: str | torch.device = "cpu"):
-    """-> (model in eval mode on `device`, Tokenizer, model config). Raises ModelDirError with one line."""
+def load_model_dir(directory, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer, ModelConfig]:
+    """-> (model in eval mode on `device`, Tokenizer, model config as its kind's schema). Raises ModelDirError
+    with one line. The config is checked by `as_model_config` (`OmegaConf.to_object`, so `__post_init__`):
+    a missing field says "model config lacks …"; a field that older directories lack takes its default."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelDirError(f"model directory not found: {directory}")
     try:
         meta = json.loads((directory / "config.json").read_text())
-        model_cfg = OmegaConf.create(meta["model"])
+        fields = dict(meta["model"])
         vocab_size = int(meta["vocab_size"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelDirError(f"{directory / 'config.json'}: missing or invalid ({type(e).__name__}: {e})") from None
-    missing = [k for k in REQUIRED_KEYS + LAYER_KEYS.get(model_cfg.get("kind"), ()) if k not in model_cfg]
-    if missing:
-        raise ModelDirError(f"{directory / 'config.json'}: model config lacks {', '.join(missing)}")
+    try:
+        model_cfg = as_model_config({"vocab_size": vocab_size, **fields})  # the directory's count if it has none
+    except ConfigError as e:
+        raise ModelDirError(f"{directory / 'config.json'}: {e}") from None
     try:
         tokenizer = Tokenizer(directory / meta.get("tokenizer", "spm.model"))
     except (OSError, ValueError, RuntimeError) as e:

@@ -22,6 +22,7 @@ from torch import nn
 from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.model.layers import Embeddings, EncoderLayer, Stack, init_weights
 from seq2seq.model.transformer import check_length
+from seq2seq.schema import GptConfig
 
 
 def visibility(length: int, prefix_len: torch.Tensor | None = None, real: torch.Tensor | None = None,
@@ -66,13 +67,11 @@ class DecoderOnly(nn.Module):
     kind = "gpt"
     decoder_start_id = SEP  # the prefix handed to step() starts with <sep>, right after the source
 
-    def __init__(self, cfg, vocab_size: int):
+    def __init__(self, cfg: GptConfig, vocab_size: int):
+        """`cfg` is checked (GptConfig refuses prefix_lm with loss_on_source); build_model makes one."""
         super().__init__()
-        if cfg.get("prefix_lm", False) and cfg.get("loss_on_source", False):
-            raise ValueError("model.prefix_lm=true with model.loss_on_source=true lets source positions see "
-                             "the tokens they predict; turn one of them off")
         self.cfg = cfg
-        self.prefix_lm = bool(cfg.get("prefix_lm", False))
+        self.prefix_lm = cfg.prefix_lm
         d = cfg.d_model
         table = nn.Embedding(vocab_size, d, padding_idx=PAD)
         self.embed = Embeddings(table, cfg.max_positions, cfg.dropout, cfg.positional)

@@ -8,6 +8,7 @@ from torch import nn
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 from seq2seq.model.attention import padding_mask
 from seq2seq.model.layers import DecoderLayer, Embeddings, EncoderLayer, Stack, init_weights
+from seq2seq.schema import TransformerConfig
 
 
 def check_length(length: int, embeddings: Embeddings) -> None:
@@ -59,7 +60,7 @@ class EncoderDecoder(nn.Module):
     kind = "transformer"
     decoder_start_id = BOS
 
-    def __init__(self, cfg, vocab_size: int):
+    def __init__(self, cfg: TransformerConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
