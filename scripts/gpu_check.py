@@ -26,16 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from seq2seq.bench.peers import build  # noqa: E402
-from seq2seq.config import compose  # noqa: E402
 from seq2seq.bench.training import sample_batches  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.data.batching import collate, layout_of  # noqa: E402
+from seq2seq.data.prepare import read_split  # noqa: E402
+from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
+from seq2seq.evaluate import score  # noqa: E402
 from seq2seq.train import checkpoint  # noqa: E402
 from seq2seq.train.flops import FlopCounter  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
-from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
 from seq2seq.train.trainer import final_search, select_device, train  # noqa: E402
-from seq2seq.evaluate import score  # noqa: E402
-from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.translator import Translator  # noqa: E402
 
 

@@ -15,12 +15,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import compose_config  # noqa: E402
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length  # noqa: E402
 from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.data.tokenizer import Tokenizer  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
+from tests.conftest import compose_config  # noqa: E402
 
 
 def main(modes: list[str]) -> None:

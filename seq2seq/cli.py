@@ -14,6 +14,7 @@ import sys
 
 from seq2seq.config import CONF_DIR
 from seq2seq.errors import UserError
+
 HYDRA_COMMANDS = {
     "data": "prepare the corpora and the tokenizer (Hydra overrides)",
     "train": "train a model (Hydra overrides, e.g. experiment=tiny trainer.max_steps=100)",

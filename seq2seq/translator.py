@@ -21,10 +21,11 @@ from seq2seq.data.batching import collate, layout_of
 from seq2seq.data.corpora import sha256_file
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
-from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.constraints import Constraints
 from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.precision import autocast, prepare
+from seq2seq.decode.precision import check as check_precision
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from seq2seq.config import compose
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD, SEP
 from seq2seq.model.attention import record_attention
@@ -30,7 +31,6 @@ from seq2seq.viz.figures import (
     spotlight_size,
 )
 from seq2seq.viz.maps import attention_maps
-from seq2seq.config import compose
 
 SENTENCE = "The small cat sees a red ball."
 FIRST = 5  # the first id that is not a special piece

@@ -236,8 +236,7 @@ def test_keep_rate_on_hand_written_cases():
 
 
 def test_bad_settings_fail_before_anything_runs():
-    from seq2seq.config import ConfigError, validate
-    from seq2seq.config import compose
+    from seq2seq.config import ConfigError, compose, validate
 
     validate(compose())
     with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0 or a mapping .*, not -0\.5$"):

@@ -12,10 +12,10 @@ import statistics
 import pytest
 from omegaconf import OmegaConf
 
-from seq2seq.errors import UserError
 from seq2seq.compare.report import ReportError, Run, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
 from seq2seq.config import compose
+from seq2seq.errors import UserError
 from seq2seq.evaluate import score
 from tests.conftest import toy_pairs
 
@@ -175,9 +175,9 @@ def test_default_compares_the_small_twins_on_equal_flops_with_one_recipe():
 
 def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_overrides):
     from seq2seq.data.batching import collate
+    from seq2seq.data.sets import encode_pairs, prepare_data
     from seq2seq.model.build import build_model
     from seq2seq.train.flops import FlopCounter
-    from seq2seq.data.sets import encode_pairs, prepare_data
 
     cfg = compare_config("systems=study", "sizes=[tiny]", *toy_data_overrides)
     systems = {s.label: s.cfg.model for s in plan(cfg)}

@@ -8,9 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.prepare import prepare
 from seq2seq.evaluate import format_table, score, update_results
-from seq2seq.config import compose
 from tests.conftest import toy_pairs
 from tests.test_translator import make_model_dir
 

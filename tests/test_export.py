@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.decode.search import BANNED, greedy, max_lengths
 from seq2seq.export import ExportError
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import save_model_dir
-from seq2seq.config import compose
 from tests.conftest import toy_pairs
 
 transformers = pytest.importorskip("transformers")

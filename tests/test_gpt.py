@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.decode.search import beam_search, greedy, max_lengths, sample
@@ -14,7 +15,6 @@ from seq2seq.model.directory import load_model_dir, save_model_dir
 from seq2seq.model.gpt import DecoderOnly
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 
 V = 40
 

@@ -13,11 +13,11 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from seq2seq.config import compose
 from seq2seq.data.text import clean
 from seq2seq.decode.config import SearchConfig
 from seq2seq.model.build import build_model
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 
 MAX_B = 3  # output pieces per translated part (max_len_a=0): the bound on every output
 

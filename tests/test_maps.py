@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.data.tokenizer import EOS
 from seq2seq.model.build import build_model
 from seq2seq.viz.maps import attention_maps, cross_attention, format_alignment, hard_alignment
-from seq2seq.config import compose
 
 SOURCES = [[10, 11, 12, 13, 14], [20, 21]]
 TARGETS = [[30, 31], [40, 41, 42, 43, 44, 45]]

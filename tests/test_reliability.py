@@ -25,12 +25,12 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.model.directory import ModelDirError, load_model_dir
 from seq2seq.train import checkpoint
 from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import StopRequest, TrainingError, train
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 from tests.conftest import ROOT
 from tests.test_translator import make_model_dir
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.constraints import Constraints, Progress
@@ -14,7 +15,6 @@ from seq2seq.decode.contract import SearchModel, SearchState
 from seq2seq.decode.ensemble import Ensemble
 from seq2seq.decode.search import beam_search, force, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
-from seq2seq.config import compose
 
 V = 10
 

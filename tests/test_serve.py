@@ -26,12 +26,12 @@ import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from seq2seq.cli import main  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
 from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
-from seq2seq.config import compose  # noqa: E402
 from tests.conftest import toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -119,8 +118,8 @@ def test_eta_follows_the_budget_that_binds_first():
 
     from omegaconf import OmegaConf
 
-    from seq2seq.train.trainer import Progress, seconds_left
     from seq2seq.config import compose
+    from seq2seq.train.trainer import Progress, seconds_left
 
     tcfg = OmegaConf.create({"max_steps": 1000, "max_tokens": None, "max_flops": None})
     progress = Progress(step=100, seconds=50.0, tokens=400_000, flops=1e12)

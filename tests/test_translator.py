@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
 from seq2seq.decode.config import SearchConfig
@@ -24,7 +25,6 @@ from seq2seq.model.directory import ModelDirError, save_model_dir
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
 from seq2seq.viz.maps import alignments as map_alignments
-from seq2seq.config import compose
 from tests.conftest import FR, toy_pairs
 
 

@@ -20,7 +20,7 @@ import argparse
 import os
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from seq2seq.config import compose
@@ -102,10 +102,9 @@ def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     """A model directory with random-init weights of `config` and our tokenizer."""
     import torch
 
+    from seq2seq.config import model_config
     from seq2seq.model.build import build_model
     from seq2seq.model.directory import save_model_dir
-
-    from seq2seq.config import model_config
 
     cfg = model_config(config)
     torch.manual_seed(1)
@@ -115,8 +114,8 @@ def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
 def run_training(args, cfg, tokenizer, results, log) -> None:
     from seq2seq.bench import training
     from seq2seq.bench.peers import IMPLEMENTATIONS
-    from seq2seq.data.batching import layout_of
     from seq2seq.config import model_config
+    from seq2seq.data.batching import layout_of
     from seq2seq.data.sets import active_sets, encode_pairs, read_sets
 
     names = active_sets(cfg.data, "train_sets")
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(2)
     tokenizer = Tokenizer(tok_path)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command_line(argv),
+    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command_line(argv),
                "machine": machine(), "threads": args.threads, "versions": versions(), "vocab_size": len(tokenizer),
                "tokenizer": str(tok_path), "load": [os.getloadavg()[0]]}
     try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.errors import UserError
 from seq2seq.commands.common import load_translator, warn
 from seq2seq.decode.config import SearchConfig
+from seq2seq.errors import UserError
 
 
 def add_arguments(p) -> None:

@@ -13,7 +13,6 @@ from seq2seq.errors import UserError
 from seq2seq.model.directory import default_model_dir
 
 
-
 def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

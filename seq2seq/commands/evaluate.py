@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
-                                     check_output, default_model_dir, load_translator, progress_bar, read_lines,
-                                     search_config, warn)
+from seq2seq.commands.common import (
+    add_model_arguments,
+    add_progress_argument,
+    add_search_arguments,
+    batching,
+    check_output,
+    default_model_dir,
+    load_translator,
+    progress_bar,
+    read_lines,
+    search_config,
+    warn,
+)
 from seq2seq.config import compose
 from seq2seq.errors import UserError
 

@@ -6,8 +6,8 @@ graceful shutdown; the batching loop stops after the last answer).
 
 from __future__ import annotations
 
-from seq2seq.errors import UserError
 from seq2seq.commands.common import PRECISIONS, default_model_dir, warn
+from seq2seq.errors import UserError
 
 DEFAULT_LIMITS = {  # spelled out here so that --help needs neither torch nor FastAPI; checked by a test
     "max_inputs": 64, "max_chars": 20_000, "max_sentence_chars": 2_000, "max_body_bytes": 1_000_000,

@@ -18,9 +18,19 @@ from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
-from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
-                                     check_output, count_lines, load_translator, progress_bar, read_lines,
-                                     search_config, warn)
+from seq2seq.commands.common import (
+    add_model_arguments,
+    add_progress_argument,
+    add_search_arguments,
+    batching,
+    check_output,
+    count_lines,
+    load_translator,
+    progress_bar,
+    read_lines,
+    search_config,
+    warn,
+)
 from seq2seq.commands.partial import PartialOutput
 from seq2seq.data.corpora import sha256_file
 from seq2seq.errors import UserError

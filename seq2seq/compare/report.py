@@ -37,7 +37,7 @@ class Run:
     batch_tokens: int  # from the run's config.yaml
 
     @classmethod
-    def load(cls, directory: Path, system: str, size: str, seed: int) -> "Run":
+    def load(cls, directory: Path, system: str, size: str, seed: int) -> Run:
         try:
             results = json.loads((directory / "results.json").read_text())
             batch_tokens = int(OmegaConf.load(directory / "config.yaml").trainer.batch_tokens)

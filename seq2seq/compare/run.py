@@ -97,9 +97,9 @@ def flops_matched_layers(model_cfg, baseline_cfg, cfg, sample: int = 4096) -> in
     """The decoder-only layer count whose training FLOPs per sentence pair (seq2seq/train/flops.py, over the
     first `sample` training pairs) come closest to the baseline's: T5's "P parameters, M FLOPs" model."""
     from seq2seq.data.batching import collate, layout_of
+    from seq2seq.data.sets import encode_pairs, prepare_data
     from seq2seq.model.build import build_model
     from seq2seq.train.flops import FlopCounter
-    from seq2seq.data.sets import encode_pairs, prepare_data
 
     if model_cfg.kind != "gpt":
         raise UserError(f"match_flops sets the layer count of a decoder-only model, not of a {model_cfg.kind} model")

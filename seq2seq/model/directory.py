@@ -16,9 +16,9 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.model.build import build_model
 from seq2seq.errors import CheckpointError, ModelDirError, UserError
 from seq2seq.io import load, save, write_text
+from seq2seq.model.build import build_model
 
 REQUIRED_KEYS = ("kind", "d_model", "heads", "d_ff", "dropout", "attention_dropout", "activation_dropout", "norm",
                  "tie_embeddings", "positional", "max_positions")
