@@ -15,12 +15,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length  # noqa: E402
 from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.data.tokenizer import Tokenizer  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
 
 
 def main(modes: list[str]) -> None:
@@ -32,7 +32,7 @@ def main(modes: list[str]) -> None:
     batches = [collate([pairs[i] for i in b], "pair") for b in order[:40]]
     for mode in modes:
         torch.manual_seed(0)
-        model = build_model(compose_config("model=transformer_small").model, len(tok))
+        model = build_model(compose("model=transformer_small").model, len(tok))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
         forward = torch.compile(model.logits, dynamic=True) if "compile" in mode else model.logits
         dtype = torch.bfloat16 if "bf16" in mode else None

@@ -165,7 +165,7 @@ def test_no_search_emits_pad_bos_or_sep():
 @pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
 def test_hot_sampling_on_both_model_kinds_never_emits_pad_bos_or_sep(name):
     torch.manual_seed(0)
-    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    model = build_model(compose(f"model={name}").model, 40).eval()
     src = model.make_source([[7, 8, 9, 10], [11, 12]] * 4)
     draws = sample(model, src, 100.0, generator=torch.Generator().manual_seed(1), max_len_b=30)
     pieces = [t for h in draws for t in h.tokens]
@@ -177,7 +177,7 @@ def test_both_model_kinds_and_the_fixed_model_keep_the_search_contract(name):
     if name == "fixed":
         model, src = lengthpen_model(), torch.tensor([[7, 3]])
     else:
-        model = build_model(compose_config(f"model={name}").model, 40).eval()
+        model = build_model(compose(f"model={name}").model, 40).eval()
         src = model.make_source([[7, 8, 9]])
     assert isinstance(model, SearchModel) and isinstance(model.begin(src), SearchState)
     assert not isinstance(object(), SearchModel) and not isinstance(object(), SearchState)
@@ -241,7 +241,7 @@ def test_a_bank_keeps_the_constrained_hypothesis_that_plain_beam_drops():
 @pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
 def test_constrained_search_without_constraints_is_plain_beam_search(name):
     torch.manual_seed(5)
-    model = build_model(compose_config(f"model={name}").model, 40).eval()
+    model = build_model(compose(f"model={name}").model, 40).eval()
     src = model.make_source([[7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17]])
     plain = beam_search(model, src, beam=3, nbest=3, max_len_b=10)
     banked = beam_search(model, src, beam=3, nbest=3, max_len_b=10, constraints=[Constraints([])] * 3)
@@ -266,7 +266,7 @@ def test_eos_waits_for_every_constraint():
 
 def tiny(name: str, seed: int):
     torch.manual_seed(seed)
-    return build_model(compose_config(f"model={name}").model, 40).eval()
+    return build_model(compose(f"model={name}").model, 40).eval()
 
 
 @pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])

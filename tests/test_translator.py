@@ -294,7 +294,7 @@ def test_prefixes_are_one_per_sentence(trained):
 
 def test_the_decoder_only_model_honours_a_target_prefix(toy_tokenizer):
     torch.manual_seed(0)
-    model = build_model(compose_config("model=gpt_tiny").model, len(toy_tokenizer)).eval()
+    model = build_model(compose("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     forced = toy_tokenizer.encode(["Le chat voit"])[0]
     for search in (SearchConfig(beam=3, max_len_b=12), SearchConfig(temperature=1.0, seed=0, max_len_b=12)):
@@ -320,7 +320,7 @@ def test_the_score_of_the_models_own_output_is_the_searchs_score(trained):
 @pytest.mark.parametrize("name", ["transformer_tiny", "gpt_tiny"])
 def test_scores_are_the_teacher_forced_log_probabilities(toy_tokenizer, name):
     torch.manual_seed(0)
-    model = build_model(compose_config(f"model={name}").model, len(toy_tokenizer)).eval()
+    model = build_model(compose(f"model={name}").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     sources, targets = ["The cat sees a dog.", "A man.", "Red."], ["Le chat voit un chien.", "", "Un grand homme rouge."]
     scored = translator.score(sources, targets, batch_size=2)
