@@ -29,7 +29,7 @@ def main() -> None:
     chromium = find_chromium()
     if chromium is None:
         sys.exit("error: no chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - lazy: optional package (dev extra)
 
     with server(args.model, threads=2) as (_, url), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])

@@ -29,6 +29,8 @@ from seq2seq.decode.precision import check as check_precision
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
+from seq2seq.model.directory import ModelDirError, load_model_dir
+from seq2seq.viz.maps import alignments as attention_alignments
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TOP = 5  # candidates shown per step by `explain`
@@ -125,8 +127,6 @@ class Translator:
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
         """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong.
         A list of directories loads an ensemble (seq2seq/decode/ensemble.py): one tokenizer for all."""
-        from seq2seq.model.directory import ModelDirError, load_model_dir
-
         directories = [Path(directory)] if isinstance(directory, (str, os.PathLike)) else [Path(d) for d in directory]
         dev = pick_device(device)
         check_precision(precision, dev)  # before the weights move anywhere
@@ -382,10 +382,8 @@ class Translator:
             u.steps = _steps(rows, chosen, rows.gather(1, chosen[:, None]).squeeze(1).tolist())
 
     def _align(self, batch: list[_Unit], layer: int) -> None:
-        from seq2seq.viz.maps import alignments
-
         flat = [(u, h) for u in batch for h in u.hyps]
-        found = alignments(self.model, [u.ids for u, _ in flat], [h.tokens for _, h in flat], layer)
+        found = attention_alignments(self.model, [u.ids for u, _ in flat], [h.tokens for _, h in flat], layer)
         for u in batch:
             u.alignments = []
         for (u, _), pairs in zip(flat, found):

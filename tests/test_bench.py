@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import time
 
 import pytest
+import torch
 
 from seq2seq.bench import main
 from seq2seq.bench.measure import PeakRSS, Worker, in_turns
 from seq2seq.config import compose
+from seq2seq.data.sets import prepare_data
 
 pytest.importorskip("transformers")
 
 
 def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides, tmp_path, monkeypatch):
-    from seq2seq.data.sets import prepare_data
-
     cfg = compose("experiment=tiny", *toy_data_overrides)
     tokenizer = prepare_data(cfg)[2]
     monkeypatch.chdir(tmp_path)  # no outputs/ here: decoding uses random-init weights
@@ -50,8 +52,6 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
 
 
 def _has(package: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(package) is not None
 
 
@@ -72,10 +72,6 @@ class Echo:
 
 
 def test_peak_rss_sees_memory_freed_before_the_block_ends():
-    import time
-
-    import torch
-
     with PeakRSS(interval=0.001) as before:
         pass
     with PeakRSS(interval=0.001) as peak:

@@ -14,9 +14,14 @@ from omegaconf import OmegaConf
 
 from seq2seq.compare.report import ReportError, Run, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
+from seq2seq.compare.verdict import verdict
 from seq2seq.config import compose
+from seq2seq.data.batching import collate
+from seq2seq.data.sets import encode_pairs, prepare_data
 from seq2seq.errors import UserError
 from seq2seq.evaluate import score
+from seq2seq.model.build import build_model
+from seq2seq.train.flops import FlopCounter
 from tests.conftest import toy_pairs
 
 SETS = ["multi30k/test_2016_flickr", "multi30k/test_2017_flickr", "tatoeba/test"]
@@ -174,11 +179,6 @@ def test_default_compares_the_small_twins_on_equal_flops_with_one_recipe():
 
 
 def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_overrides):
-    from seq2seq.data.batching import collate
-    from seq2seq.data.sets import encode_pairs, prepare_data
-    from seq2seq.model.build import build_model
-    from seq2seq.train.flops import FlopCounter
-
     cfg = compare_config("systems=study", "sizes=[tiny]", *toy_data_overrides)
     systems = {s.label: s.cfg.model for s in plan(cfg)}
     assert list(systems) == ["transformer", "gpt", "gpt_prefix", "gpt_flops"]
@@ -199,8 +199,6 @@ def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_ov
 
 
 def test_verdict_says_who_is_ahead_with_intervals_and_which_predictions_held(tmp_path):
-    from seq2seq.compare.verdict import verdict
-
     pairs = toy_pairs(90, seed=3)
     test_sets = {name: ([p[0] for p in pairs[i::3]], [p[1] for p in pairs[i::3]]) for i, name in enumerate(SETS)}
     quality = {"transformer": 0.95, "gpt_prefix": 0.85, "gpt": 0.6}

@@ -15,6 +15,7 @@ from seq2seq.model.directory import load_model_dir, save_model_dir
 from seq2seq.model.gpt import DecoderOnly
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
+from tests.conftest import memorisation_bleu
 
 V = 40
 
@@ -159,8 +160,6 @@ def test_model_directory_round_trip_and_translator(tmp_path, toy_tokenizer):
 
 def test_tiny_decoder_only_model_memorises_32_pairs(toy_tokenizer):
     """Teacher forcing on `s <sep> t` with the loss on t, then left-padded beam search, learn translation."""
-    from tests.conftest import memorisation_bleu
-
     decode = lambda model, src: [h[0].tokens for h in beam_search(model, src, beam=2, max_len_b=30)]  # noqa: E731
     assert memorisation_bleu("gpt_tiny", toy_tokenizer, decode) > 90
 

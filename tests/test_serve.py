@@ -25,13 +25,18 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from seq2seq.bench.report import _table  # noqa: E402
+from seq2seq.bench.serve import find_chromium, markdown, measure  # noqa: E402
+from seq2seq.bench.serve import server as serve_process  # noqa: E402
 from seq2seq.cli import main  # noqa: E402
+from seq2seq.commands.serve import DEFAULT_LIMITS  # noqa: E402
 from seq2seq.config import compose  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
 from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
+from seq2seq.viz.maps import cross_attention  # noqa: E402
 from tests.conftest import toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
 
@@ -151,8 +156,6 @@ def test_a_seeded_sample_is_the_same_batched_with_others_or_alone(client):
 
 
 def test_attention_gives_every_layer_and_one_layer_s_heads_for_both_kinds(client, models):
-    from seq2seq.viz.maps import cross_attention
-
     for name, layers in (("default", 2), ("gpt", None)):
         r = client.post("/attention", json={"text": "The cat sees a dog.", "model": name, "beam": 1, "layer": 0})
         assert r.status_code == 200, r.text
@@ -383,8 +386,6 @@ def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(m
     """Headless Debian chromium through Playwright: translate, hover a French piece (the English pieces lit
     are those /attention weighs most), click for the heatmap, switch layers, samples that follow the
     temperature slider, both models side by side, and an API error shown as a message."""
-    from seq2seq.bench.serve import find_chromium
-
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no chromium executable (apt-get install chromium, or set SEQ2SEQ_CHROMIUM)")
@@ -454,8 +455,6 @@ def check_spotlight(panel, target_piece, row: list[float]) -> None:
 # ---------------------------------------------------------------------------------------------- the command and the bench
 
 def test_the_command_s_defaults_are_the_limits_defaults():
-    from seq2seq.commands.serve import DEFAULT_LIMITS
-
     assert DEFAULT_LIMITS == {k: v for k, v in vars(Limits()).items() if k != "batching"}
 
 
@@ -476,11 +475,8 @@ def test_serve_refuses_bad_options_in_one_line(run_dir, capsys, args, message):
 
 @pytest.mark.slow
 def test_seq2seq_serve_answers_curl_then_finishes_its_work_on_sigterm_and_the_bench_runs(run_dir):
-    from seq2seq.bench.report import _table
-    from seq2seq.bench.serve import markdown, measure, server
-
     many = [en for en, _ in toy_pairs(64, seed=3)]
-    with server(run_dir / "model", threads=1) as (proc, url), ThreadPoolExecutor(1) as pool:
+    with serve_process(run_dir / "model", threads=1) as (proc, url), ThreadPoolExecutor(1) as pool:
         r = httpx.post(f"{url}/translate", content='{"text": "The cat sees a dog."}',
                        headers={"content-type": "application/json"})
         assert r.json()["results"][0]["hypotheses"][0]["text"] == "Le chat voit un chien."

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from seq2seq.config import compose
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.train import checkpoint
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
+from seq2seq.train.trainer import Progress, seconds_left
 
 
 def test_label_smoothed_loss_equals_a_hand_computation():
@@ -114,13 +119,6 @@ def test_label_smoothed_loss_matches_torch_cross_entropy():
 
 
 def test_eta_follows_the_budget_that_binds_first():
-    import math
-
-    from omegaconf import OmegaConf
-
-    from seq2seq.config import compose
-    from seq2seq.train.trainer import Progress, seconds_left
-
     tcfg = OmegaConf.create({"max_steps": 1000, "max_tokens": None, "max_flops": None})
     progress = Progress(step=100, seconds=50.0, tokens=400_000, flops=1e12)
     assert seconds_left(tcfg, Progress(), math.inf) is None  # nothing measured yet

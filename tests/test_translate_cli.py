@@ -9,13 +9,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+import seq2seq.commands.translate as translate_command
 from seq2seq.cli import main
-from tests.conftest import ROOT
+from seq2seq.data.tokenizer import train_tokenizer
+from tests.conftest import ROOT, toy_pairs
 from tests.test_translator import make_model_dir
 
 FAST = ["--beam", "1", "--max-len-b", "4"]
@@ -106,9 +110,7 @@ def test_user_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, arg
 
 
 def test_interactive_translates_each_line_typed(model_dir, tmp_path, capsys, monkeypatch):
-    import seq2seq.commands.translate as command
-
-    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(translate_command, "HISTORY", tmp_path / "history")
     translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat.\n\nA dog.\n", monkeypatch=monkeypatch)
     out = capsys.readouterr().out
     assert out.count("> ") == 4  # three prompts answered, then end of input at the fourth
@@ -178,9 +180,7 @@ def test_a_prefix_file_of_another_length_is_refused_before_any_work(model_dir, t
 
 
 def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys, monkeypatch):
-    import seq2seq.commands.translate as command
-
-    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(translate_command, "HISTORY", tmp_path / "history")
     translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat. ||| Une maison \nThe cat.\n",
               monkeypatch=monkeypatch)
     answers = capsys.readouterr().out.replace("> ", "").splitlines()
@@ -235,9 +235,6 @@ def start_resumable(model_dir, source, out, *extra):
 
 def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
     """Send `signal_number` once `partial` holds `lines` lines."""
-    import signal
-    import time
-
     deadline = time.monotonic() + 120
     while not (partial.exists() and partial.read_bytes().count(b"\n") >= lines):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
@@ -249,8 +246,6 @@ def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
 def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_path, signal_name):
-    import signal
-
     sources = [f"The cat sees {i} dogs." for i in range(200)]
     source, out = tmp_path / "in.en", tmp_path / "out.fr"
     source.write_text("\n".join(sources) + "\n")
@@ -269,8 +264,6 @@ def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_
 
 
 def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
-    import signal
-
     source, out = tmp_path / "in.en", tmp_path / "out.fr"
     source.write_text("".join(f"The dog sees {i} cats.\n" for i in range(200)))
     stop_midway(start_resumable(model_dir, source, out), tmp_path / "out.fr.partial", signal.SIGKILL)
@@ -323,9 +316,6 @@ def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, t
 
 
 def test_an_ensemble_refuses_models_with_different_tokenizers_in_one_line(model_dir, tmp_path, capsys):
-    from seq2seq.data.tokenizer import train_tokenizer
-    from tests.conftest import toy_pairs
-
     pairs = toy_pairs(500, seed=3)
     other_tokenizer = train_tokenizer([s for p in pairs for s in p], tmp_path / "other.model", vocab_size=350)
     other = make_model_dir(tmp_path / "other", other_tokenizer)

@@ -17,13 +17,32 @@ anything on a shared machine. `--quick` is a smoke run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from seq2seq.config import compose
+import torch
+
+from seq2seq.bench import decoding, report, serve, training
+from seq2seq.bench.measure import translate_memory
+from seq2seq.bench.peers import IMPLEMENTATIONS
+from seq2seq.config import compose, model_config
+from seq2seq.data.batching import layout_of
+from seq2seq.data.corpora import DataError
+from seq2seq.data.prepare import read_split
+from seq2seq.data.sets import active_sets, encode_pairs, read_sets
+from seq2seq.data.text import clean
+from seq2seq.data.tokenizer import Tokenizer, tokenizer_path
+from seq2seq.decode.search import max_lengths
+from seq2seq.errors import UserError
+from seq2seq.export import ExportError, export
+from seq2seq.model.build import build_model
+from seq2seq.model.directory import default_model_dir, load_model_dir, save_model_dir
 
 QUICK = dict(models="transformer_small,gpt_small", batches=2, warmup=1, batch_tokens=2000, sentences=16, repeat=1,
              translate_lines=500, serve_sentences=16, serve_requests=200)
@@ -67,9 +86,6 @@ def parse_args(argv):
 
 
 def machine() -> str:
-    import platform
-    import subprocess
-
     name = platform.processor() or platform.machine()
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
@@ -81,8 +97,6 @@ def machine() -> str:
 
 
 def versions() -> str:
-    import importlib.metadata as md
-
     found = []
     for package in ("torch", "transformers", "ctranslate2"):
         try:
@@ -100,24 +114,12 @@ def command_line(argv: list[str]) -> str:
 
 def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     """A model directory with random-init weights of `config` and our tokenizer."""
-    import torch
-
-    from seq2seq.config import model_config
-    from seq2seq.model.build import build_model
-    from seq2seq.model.directory import save_model_dir
-
     cfg = model_config(config)
     torch.manual_seed(1)
     return save_model_dir(directory, build_model(cfg, len(tokenizer)).state_dict(), cfg, len(tokenizer), tokenizer.path)
 
 
 def run_training(args, cfg, tokenizer, results, log) -> None:
-    from seq2seq.bench import training
-    from seq2seq.bench.peers import IMPLEMENTATIONS
-    from seq2seq.config import model_config
-    from seq2seq.data.batching import layout_of
-    from seq2seq.data.sets import active_sets, encode_pairs, read_sets
-
     names = active_sets(cfg.data, "train_sets")
     pairs = encode_pairs(tokenizer, *read_sets(cfg.data, names), cfg.trainer.max_len)
     batch_tokens = args.batch_tokens or cfg.trainer.batch_tokens
@@ -137,9 +139,6 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
 def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
     """(the model directory to decode with, how the report names its weights): --model, else the latest
     trained run, else random-init weights of --decode-config."""
-    from seq2seq.errors import UserError
-    from seq2seq.model.directory import default_model_dir
-
     if args.model is not None:
         return args.model, f"`{args.model}`"
     try:
@@ -154,13 +153,6 @@ def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
 
 
 def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench import decoding
-    from seq2seq.data.prepare import read_split
-    from seq2seq.data.text import clean
-    from seq2seq.decode.search import max_lengths
-    from seq2seq.export import ExportError, export
-    from seq2seq.model.directory import load_model_dir
-
     model_dir, weights = decode_model_dir(args, tokenizer, work)
     model, model_tokenizer, _ = load_model_dir(model_dir)
     sources = read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0][: args.sentences]
@@ -195,9 +187,6 @@ def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
 
 
 def run_translate(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench.measure import translate_memory
-    from seq2seq.data.prepare import read_split
-
     sources = [s for s in read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0] if s.strip()]
     lines = (sources * (args.translate_lines // len(sources) + 1))[: args.translate_lines]
     text = work / "translate.txt"
@@ -209,9 +198,6 @@ def run_translate(args, cfg, tokenizer, results, work: Path, log) -> None:
 
 
 def run_serve(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench import serve
-    from seq2seq.data.prepare import read_split
-
     model_dir, weights = decode_model_dir(args, tokenizer, work)
     sources = [s for s in read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0] if s.strip()]
     clients = [int(n) for n in args.serve_clients.split(",")]
@@ -222,9 +208,6 @@ def run_serve(args, cfg, tokenizer, results, work: Path, log) -> None:
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from seq2seq.bench import report
-    from seq2seq.data.corpora import DataError
-    from seq2seq.data.tokenizer import Tokenizer, tokenizer_path
 
     cfg = compose(*([f"data.out_dir={args.data}"] if args.data else []))
     tok_path = args.tokenizer or tokenizer_path(cfg.data.out_dir, cfg.tokenizer)

@@ -21,6 +21,10 @@ import torch
 
 from seq2seq.bench.measure import Worker, in_turns
 from seq2seq.data.tokenizer import EOS, PAD
+from seq2seq.decode.precision import autocast, prepare
+from seq2seq.decode.search import beam_search, greedy
+from seq2seq.model.directory import load_model_dir
+from seq2seq.model.transformer import EncoderDecoder
 
 SEARCHES = {"greedy": 1, "beam 4": 4}
 LENPEN = 0.6
@@ -31,18 +35,12 @@ class Ours:
     (seq2seq/decode/precision.py: fp32, bf16 autocast, int8 dynamic quantization)."""
 
     def __init__(self, model_dir: str, batches: list[list[list[int]]], threads: int, precision: str = "fp32"):
-        from seq2seq.decode.precision import prepare
-        from seq2seq.model.directory import load_model_dir
-
         torch.set_num_threads(threads)
         self.model = prepare(load_model_dir(model_dir)[0], precision, torch.device("cpu"))
         self.precision = precision
         self.sources = [self.model.make_source(b) for b in batches]
 
     def decode(self, index: int, beam: int, use_cache: bool = True) -> list[list[int]]:
-        from seq2seq.decode.precision import autocast
-        from seq2seq.decode.search import beam_search, greedy
-
         src = self.sources[index]
         with autocast(self.precision, src.device):
             if beam == 1:
@@ -54,9 +52,7 @@ class HuggingFace:
     """`generate()` of the exported MarianMTModel; `limits`: our length caps, per sentence of each batch."""
 
     def __init__(self, hf_dir: str, batches: list[list[list[int]]], limits: list[list[int]], threads: int):
-        from transformers import MarianMTModel
-
-        from seq2seq.model.transformer import EncoderDecoder
+        from transformers import MarianMTModel  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         torch.set_num_threads(threads)
         self.hf = MarianMTModel.from_pretrained(hf_dir).eval()
@@ -80,7 +76,7 @@ class CTranslate2:
 
     def __init__(self, ct2_dir: str, batches: list[list[list[str]]], limits: list[list[int]], threads: int,
                  compute_type: str):
-        import ctranslate2
+        import ctranslate2  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         self.translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
                                                  intra_threads=threads, inter_threads=1)

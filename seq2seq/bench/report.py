@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seq2seq.bench.serve import markdown as serve_markdown
+
 TARGETS = ("training ≥ 1.3× Hugging Face tokens/s", "beam 4 ≥ 2× Hugging Face generate()",
            "greedy within 2× of CTranslate2 float32")
 
@@ -115,8 +117,6 @@ def markdown(results: dict) -> str:
                       [[f"{n:,}", f"{rss:,.0f}"] for n, rss in picks] + [["peak", f"{tr['peak_rss_mib']:,.0f}"]])
         out.append("")
     if "serve" in results:
-        from seq2seq.bench.serve import markdown as serve_markdown
-
         out += serve_markdown(results["serve"], _table)
     lines = targets(results)
     if lines:

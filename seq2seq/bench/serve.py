@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +39,7 @@ def free_port() -> int:
 def server(models, threads: int, batching: bool = True):
     """A `seq2seq serve` process on a free port for a model directory (or a list of `[NAME=]DIR`):
     (process, base URL); SIGTERM at the end."""
-    import httpx
+    import httpx  # noqa: PLC0415 - lazy: optional package (bench extra)
 
     port = free_port()
     specs = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
@@ -70,7 +72,7 @@ def server(models, threads: int, batching: bool = True):
 async def _clients(url: str, sentences: list[str], clients: int, on_answer=None) -> tuple[list[float], float]:
     """`clients` concurrent clients sending `sentences`, one a request, each taking the next one left:
     (latencies in seconds, wall seconds)."""
-    import httpx
+    import httpx  # noqa: PLC0415 - lazy: optional package (bench extra)
 
     todo, latencies = iter(sentences), []
 
@@ -174,8 +176,5 @@ def markdown(s: dict, table) -> list[str]:
 
 def find_chromium() -> str | None:
     """Debian's chromium (or $SEQ2SEQ_CHROMIUM), which Playwright drives; None when there is none."""
-    import os
-    import shutil
-
     found = os.environ.get("SEQ2SEQ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     return found if found and os.access(found, os.X_OK) else None

@@ -13,6 +13,8 @@ from pathlib import Path
 from seq2seq.commands.common import load_translator, warn
 from seq2seq.decode.config import SearchConfig
 from seq2seq.errors import UserError
+from seq2seq.viz.figures import labels, write_figures
+from seq2seq.viz.maps import attention_maps
 
 
 def add_arguments(p) -> None:
@@ -51,9 +53,6 @@ def run(args) -> None:
     if args.show_tokens:
         print(token_table("source", source[0], tokenizer))
         print(token_table("translation", target, tokenizer))
-
-    from seq2seq.viz.figures import labels, write_figures
-    from seq2seq.viz.maps import attention_maps
 
     maps = attention_maps(model, source, [target])[0]
     try:

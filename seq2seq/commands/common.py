@@ -7,10 +7,14 @@ import contextlib
 import sys
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.precision import PRECISIONS
 from seq2seq.errors import UserError
 from seq2seq.model.directory import default_model_dir
+from seq2seq.translator import Translator
 
 
 def warn(message: str) -> None:
@@ -36,10 +40,6 @@ def add_model_arguments(p, ensemble: bool = False) -> None:
 
 
 def load_translator(args):
-    import torch
-
-    from seq2seq.translator import Translator
-
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1 (got {args.threads})")
@@ -124,7 +124,6 @@ def progress_bar(args, total: int | None, initial: int = 0, show_by_default: boo
     show = args.progress if args.progress is not None else show_by_default and sys.stderr.isatty()
     if not show:
         return contextlib.nullcontext(NoProgress())
-    from tqdm import tqdm  # only when a bar is shown
 
     return tqdm(total=total, initial=initial, unit=" lines", file=sys.stderr, dynamic_ncols=True)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from seq2seq.commands.common import (
     add_model_arguments,
     add_progress_argument,
@@ -23,7 +25,10 @@ from seq2seq.commands.common import (
     warn,
 )
 from seq2seq.config import compose
+from seq2seq.data.sets import active_sets, read_sets
 from seq2seq.errors import UserError
+from seq2seq.evaluate import format_table, translate_and_score, update_results
+from seq2seq.io import write_lines
 
 
 def add_arguments(p) -> None:
@@ -44,9 +49,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.evaluate import format_table, translate_and_score, update_results
-    from seq2seq.io import write_lines
-
     search, batches = search_config(args), batching(args)
     if (args.src is None) != (args.ref is None):
         raise UserError("--src and --ref go together")
@@ -101,8 +103,6 @@ def read_pair(src: Path, ref: Path) -> tuple[list[str], list[str]]:
 
 def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
     """The configured test sets: data settings from the run's config.yaml beside model/, else from conf/."""
-    from seq2seq.data.sets import active_sets, read_sets
-
     data_cfg = data_config(model_dir)
     if data_dir is not None:
         data_cfg.out_dir = str(data_dir)
@@ -114,8 +114,6 @@ def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | No
 
 
 def data_config(model_dir: Path):
-    from omegaconf import OmegaConf
-
     run_config = model_dir.parent / "config.yaml"
     if run_config.is_file():
         return OmegaConf.load(run_config).data

@@ -34,7 +34,9 @@ from seq2seq.commands.common import (
 from seq2seq.commands.partial import PartialOutput
 from seq2seq.data.corpora import sha256_file
 from seq2seq.errors import UserError
+from seq2seq.io import atomic_write
 from seq2seq.translator import record
+from seq2seq.viz.maps import format_alignment
 
 HISTORY = Path.home() / ".seq2seq_history"
 # option -> (the translate_full keyword it fills, the flag): files with one entry per input line
@@ -98,7 +100,6 @@ def run(args) -> None:
             options["progress"] = bar.update
             if args.output is None:
                 return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), extras)
-            from seq2seq.io import atomic_write
 
             atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
                                                                  extras))
@@ -212,7 +213,7 @@ def line_count_error(keyword: str, lines: int, input_lines) -> UserError:
 def interactive(translator, options: dict, formatter: Formatter) -> None:
     """A REPL like `fairseq-interactive`: readline editing, history in ~/.seq2seq_history, Ctrl-D quits."""
     try:
-        import readline
+        import readline  # noqa: PLC0415 - lazy: optional module (no GNU readline on Windows), for the REPL only
     except ImportError:  # no GNU readline (Windows): plain input()
         readline = None
     if readline is not None:
@@ -267,8 +268,6 @@ class Formatter:
             if self.scores:
                 fields.append(f"{t.hypotheses[k].score:.4f}")
             if self.alignments:
-                from seq2seq.viz.maps import format_alignment
-
                 fields.append(format_alignment(t.alignments[k]))
         return "\t".join(fields)
 

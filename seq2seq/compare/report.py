@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 from seq2seq.compare import elo, plots
 from seq2seq.compare.verdict import groups, verdict, verdict_section
@@ -79,9 +81,6 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
 
 def paired_bootstrap(runs: list[Run], test_set: str, references: list[str], samples: int) -> dict[str, dict]:
     """sacreBLEU's paired bootstrap: per run {metric: (score, mean, ci half-width, p-value vs runs[0])}."""
-    from sacrebleu.metrics import BLEU, CHRF
-    from sacrebleu.significance import PairedTest
-
     logging.getLogger("sacrebleu").setLevel(logging.WARNING)
     named = [(r.name, r.hypotheses(test_set)) for r in runs]
     for name, hyps in named:
@@ -109,8 +108,6 @@ def length_buckets(bounds: list[int]) -> list[tuple[int, int | None]]:
 
 def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[dict]:
     """Corpus BLEU per source-length bucket (words), all test sets pooled."""
-    from sacrebleu.metrics import BLEU
-
     sources = [s for src, _ in test_sets.values() for s in src]
     references = [r for _, ref in test_sets.values() for r in ref]
     hyps = {run.name: [h for name in test_sets for h in run.hypotheses(name)] for run in runs}
@@ -128,8 +125,6 @@ def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[
 
 def tournament(runs: list[Run], test_sets: dict) -> tuple[dict[str, float], list[tuple[str, str, float]]]:
     """Every test sentence a game between every pair of runs, decided by sentence chrF."""
-    from sacrebleu.metrics import CHRF
-
     chrf = CHRF()
     scores = {}
     for run in runs:

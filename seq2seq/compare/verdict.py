@@ -15,6 +15,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
 
 if TYPE_CHECKING:  # report.py imports this module: the run type for annotations only
     from seq2seq.compare.report import Run
@@ -34,8 +35,6 @@ def difference_interval(a: list[str], b: list[str], references: list[str], sampl
     both systems' per-sentence sufficient statistics summed over the same resampled sentences (Koehn 2004);
     p as sacreBLEU computes it, the share of centred resampled differences at least as large as the observed
     one, (k + 1) / (n + 1)."""
-    from sacrebleu.metrics import BLEU, CHRF
-
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(references), size=(samples, len(references)))
     out = {}
