@@ -40,8 +40,8 @@ def main() -> None:
             page.check("#compare")
         page.fill("#source", args.text)
         page.click("#translate")
-        page.wait_for_function("[...document.querySelectorAll('.panel')].every(p => p.querySelector('.source .marker'))",
-                               timeout=120_000)
+        page.wait_for_function("[...document.querySelectorAll('.panel')]"
+                               ".every(p => p.querySelector('.source .marker'))", timeout=120_000)
         pieces = page.locator(".panel").first.locator(".target .piece")
         texts = pieces.all_inner_texts()
         word = next((i for i, t in enumerate(texts) if args.word in t), 0)

@@ -53,7 +53,8 @@ def validate(cfg) -> None:
     for key in ("max_steps", *LIMITS):
         value = t.get(key)
         if (value is not None or key == "max_steps") and (not _number(value) or value < 0):
-            problems.append(f"trainer.{key}={value} must be a number of at least 0" + (" or null" if key in LIMITS else ""))
+            problems.append(f"trainer.{key}={value} must be a number of at least 0"
+                            + (" or null" if key in LIMITS else ""))
     if problems:  # the checks below compute with these
         raise ConfigError("; ".join(problems))
     if m.d_model % m.heads:
@@ -75,7 +76,8 @@ def validate(cfg) -> None:
         problems.append(f"trainer.batch_tokens={t.batch_tokens} is smaller than the longest example "
                         f"({longest} tokens with trainer.max_len={t.max_len})")
     if longest > m.max_positions:
-        problems.append(f"trainer.max_len={t.max_len} needs {longest} positions but model.max_positions={m.max_positions}")
+        problems.append(f"trainer.max_len={t.max_len} needs {longest} positions "
+                        f"but model.max_positions={m.max_positions}")
     try:
         augment_settings(cfg.data)
     except DataError as e:

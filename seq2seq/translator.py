@@ -422,7 +422,8 @@ class Translator:
         chunk, longest = [], 0
         for i in order:
             longest_if_added = max(longest, len(ids[i]) + 1)
-            if chunk and (len(chunk) >= batch_size or (batch_tokens and longest_if_added * (len(chunk) + 1) > batch_tokens)):
+            if chunk and (len(chunk) >= batch_size
+                          or (batch_tokens and longest_if_added * (len(chunk) + 1) > batch_tokens)):
                 yield chunk
                 chunk, longest_if_added = [], len(ids[i]) + 1
             chunk.append(i)

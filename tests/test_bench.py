@@ -22,8 +22,9 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
     tokenizer = prepare_data(cfg)[2]
     monkeypatch.chdir(tmp_path)  # no outputs/ here: decoding uses random-init weights
     out = tmp_path / "BENCH.md"
-    results = main(["--data", cfg.data.out_dir, "--tokenizer", str(tokenizer.path), "--models", "transformer_tiny,gpt_tiny",
-                    "--batches", "2", "--warmup", "1", "--batch-tokens", "256", "--sentences", "6", "--repeat", "1",
+    results = main(["--data", cfg.data.out_dir, "--tokenizer", str(tokenizer.path),
+                    "--models", "transformer_tiny,gpt_tiny", "--batches", "2", "--warmup", "1",
+                    "--batch-tokens", "256", "--sentences", "6", "--repeat", "1",
                     "--decode-config", "transformer_tiny", "--translate-lines", "40", "--threads", "1",
                     "--in-process", "--skip", "serve", "--out", str(out)])
 
@@ -37,7 +38,8 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
 
     decoding = results["decoding"]
     engines = {(r["engine"], r["search"]) for r in decoding["rows"]}
-    assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"), ("Hugging Face generate()", "beam 4")} <= engines
+    assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"),
+            ("Hugging Face generate()", "beam 4")} <= engines
     assert decoding["agreement"]["Hugging Face generate()"] == decoding["sentences"] == 6  # the same weights
     assert {("ours bf16", "beam 4"), ("ours int8", "greedy")} <= engines and "ours int8" in decoding["agreement"]
     if _has("ctranslate2"):

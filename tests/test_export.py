@@ -96,7 +96,8 @@ def test_halves_positions_export_without_permutation(toy_tokenizer):
     tgt_in = src[:, :-1].clone()
     tgt_in[:, 0] = model.decoder_start_id
     with torch.no_grad():
-        diff = model(src, tgt_in) - hf(input_ids=src, attention_mask=(src != PAD).long(), decoder_input_ids=tgt_in).logits
+        diff = model(src, tgt_in) - hf(input_ids=src, attention_mask=(src != PAD).long(),
+                                       decoder_input_ids=tgt_in).logits
     assert diff[tgt_in != PAD].abs().max().item() < 1e-4
 
 

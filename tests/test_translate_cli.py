@@ -117,7 +117,7 @@ def test_interactive_translates_each_line_typed(model_dir, tmp_path, capsys, mon
     assert len(out.replace("> ", "").split("\n")) == 4
 
 
-# ---------------------------------------------------------------------------------------------- subprocesses
+# -------------------------------------------------------------------------------- subprocesses
 
 def run_cli(*args, stdin: bytes, **kwargs):
     return subprocess.run([sys.executable, "-m", "seq2seq", "translate", *map(str, args)], input=stdin, check=False,
@@ -143,8 +143,8 @@ def test_a_closed_pipe_ends_quietly(model_dir, tmp_path):
     source.write_text("".join(f"The cat sees {i} dogs.\n" for i in range(300)))
     with source.open("rb") as stdin:
         proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
-                                 "--buffer-size", "1", "--threads", "1"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=ROOT)
+                                 "--buffer-size", "1", "--threads", "1"], stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=ROOT)
         first = proc.stdout.readline()  # like `| head -1`: read one line, then go away
         proc.stdout.close()
         err = proc.stderr.read().decode()
@@ -187,7 +187,7 @@ def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys
     assert answers[0].startswith("Une maison") and not answers[1].startswith("Une maison")
 
 
-# ---------------------------------------------------------------------------------------------- score
+# -------------------------------------------------------------------------------- score
 
 def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_path, capsys):
     src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
@@ -200,7 +200,8 @@ def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(first["token_logprobs"]) == len(first["pieces"]) + 1 and second["pieces"] == []
     assert first["logprob"] == pytest.approx(sum(first["token_logprobs"]), abs=1e-3)
-    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]], abs=1e-3)
+    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]],
+                                                                     abs=1e-3)
 
 
 def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_path, capsys):
@@ -213,7 +214,7 @@ def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_pat
     assert e.value.code == 2 and err == f"error: {src} has 2 lines but {tgt} has 1\n"
 
 
-# ---------------------------------------------------------------------------------------------- long files
+# -------------------------------------------------------------------------------- long files
 
 def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, capsys):
     source = tmp_path / "in.en"
@@ -228,9 +229,10 @@ def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, c
 
 
 def start_resumable(model_dir, source, out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST, "--threads", "1",
-                             "--format", "jsonl", "--buffer-size", "1", "-i", str(source), "-o", str(out), "--resume",
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
+                             "--threads", "1", "--format", "jsonl", "--buffer-size", "1", "-i", str(source),
+                             "-o", str(out), "--resume", *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
 
 
 def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
@@ -275,7 +277,7 @@ def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
     assert (tmp_path / "out.fr.partial").read_bytes() == before
 
 
-# ---------------------------------------------------------------------------------------------- constraints
+# -------------------------------------------------------------------------------- constraints
 
 def test_constraints_file_puts_every_phrase_in_its_line(model_dir, tmp_path, capsys):
     source, constraints = tmp_path / "in.en", tmp_path / "terms.fr"
@@ -301,7 +303,7 @@ def test_constraints_file_errors_are_one_line_before_any_work(model_dir, tmp_pat
     assert e.value.code == 2 and err == f"error: {message}\n"
 
 
-# ---------------------------------------------------------------------------------------------- ensembles
+# -------------------------------------------------------------------------------- ensembles
 
 def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, toy_tokenizer, tmp_path, capsys):
     other = make_model_dir(tmp_path / "other", toy_tokenizer)  # same tokenizer, same seed: the same weights
@@ -319,8 +321,10 @@ def test_an_ensemble_refuses_models_with_different_tokenizers_in_one_line(model_
     pairs = toy_pairs(500, seed=3)
     other_tokenizer = train_tokenizer([s for p in pairs for s in p], tmp_path / "other.model", vocab_size=350)
     other = make_model_dir(tmp_path / "other", other_tokenizer)
-    for command in (["translate", "x"], ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
+    for command in (["translate", "x"],
+                    ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
         with pytest.raises(SystemExit) as e:
             main([*command, "--model", str(model_dir), "--model", str(other)])
         err = capsys.readouterr().err
-        assert e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err and str(other) in err
+        assert (e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err
+                and str(other) in err)

@@ -46,8 +46,8 @@ from seq2seq.model.directory import default_model_dir, load_model_dir, save_mode
 
 QUICK = dict(models="transformer_small,gpt_small", batches=2, warmup=1, batch_tokens=2000, sentences=16, repeat=1,
              translate_lines=500, serve_sentences=16, serve_requests=200)
-FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None, sentences=None,
-            repeat=2, translate_lines=100_000, serve_sentences=256, serve_requests=10_000)
+FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None,
+            sentences=None, repeat=2, translate_lines=100_000, serve_sentences=256, serve_requests=10_000)
 SECTIONS = ("training", "decoding", "translate", "serve")
 TEST_SET = "multi30k/test_2016_flickr"
 
@@ -58,22 +58,26 @@ def parse_args(argv):
     p.add_argument("--models", help=f"model configs to train (default {FULL['models']}; quick: {QUICK['models']})")
     p.add_argument("--batches", type=int, help="timed training batches per implementation (default 10; quick 2)")
     p.add_argument("--warmup", type=int, help="untimed training batches first (default 2; quick 1)")
-    p.add_argument("--batch-tokens", type=int, help="tokens per training batch (default: the default experiment's; quick 2000)")
+    p.add_argument("--batch-tokens", type=int,
+                   help="tokens per training batch (default: the default experiment's; quick 2000)")
     p.add_argument("--sentences", type=int, help=f"sentences of {TEST_SET} to decode (default all; quick 16)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per decoding batch (default 64)")
     p.add_argument("--repeat", type=int, help="decoding runs per measurement, the fastest counts (default 2; quick 1)")
     p.add_argument("--model", type=Path, help="model directory to decode with (default: the latest trained run; "
                                               "none: a random-init --decode-config)")
     p.add_argument("--decode-config", default="transformer_small", help="model config for random-init decoding weights")
-    p.add_argument("--translate-lines", type=int, help="lines for the translate memory check (default 100000; quick 500)")
+    p.add_argument("--translate-lines", type=int,
+                   help="lines for the translate memory check (default 100000; quick 500)")
     p.add_argument("--translate-config", default="transformer_tiny", help="model config for the translate memory check")
-    p.add_argument("--serve-sentences", type=int, help="sentences sent to `seq2seq serve` at each load (default 256; quick 16)")
+    p.add_argument("--serve-sentences", type=int,
+                   help="sentences sent to `seq2seq serve` at each load (default 256; quick 16)")
     p.add_argument("--serve-clients", default="1,8,64", help="concurrent clients, comma-separated (default 1,8,64)")
     p.add_argument("--serve-requests", type=int,
                    help="requests over which the server's RSS is sampled (default 10000; quick 200; 0: none)")
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out (repeatable)")
     p.add_argument("--data", type=Path, help="prepared data directory (default: the config's data.out_dir)")
-    p.add_argument("--tokenizer", type=Path, help="SentencePiece model (default: the data step's for the default config)")
+    p.add_argument("--tokenizer", type=Path,
+                   help="SentencePiece model (default: the data step's for the default config)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     p.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"), help="markdown file to append to")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -212,8 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = compose(*([f"data.out_dir={args.data}"] if args.data else []))
     tok_path = args.tokenizer or tokenizer_path(cfg.data.out_dir, cfg.tokenizer)
     if not Path(tok_path).is_file() or not (Path(cfg.data.out_dir) / "manifest.json").is_file():
-        print(f"error: no prepared data ({Path(cfg.data.out_dir) / 'manifest.json'}, {tok_path}): run `make data` first",
-              file=sys.stderr)
+        print(f"error: no prepared data ({Path(cfg.data.out_dir) / 'manifest.json'}, {tok_path}): "
+              "run `make data` first", file=sys.stderr)
         sys.exit(2)
     tokenizer = Tokenizer(tok_path)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

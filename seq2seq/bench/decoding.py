@@ -62,8 +62,9 @@ class HuggingFace:
     @torch.no_grad()
     def decode(self, index: int, beam: int) -> list[list[int]]:
         src, max_new = self.inputs[index]
-        generated = self.hf.generate(input_ids=src, attention_mask=(src != PAD).long(), num_beams=beam, do_sample=False,
-                                     max_new_tokens=max_new, max_length=None, length_penalty=LENPEN if beam > 1 else 1.0)
+        generated = self.hf.generate(input_ids=src, attention_mask=(src != PAD).long(), num_beams=beam,
+                                     do_sample=False, max_new_tokens=max_new, max_length=None,
+                                     length_penalty=LENPEN if beam > 1 else 1.0)
         out = []
         for tokens in generated.tolist():
             tokens = tokens[1:] if tokens and tokens[0] == self.start else tokens
@@ -112,7 +113,8 @@ def speeds(table: dict, n_batches: int, n_sentences: int, repeat: int = 1, isola
     rows = {(name, search): {"engine": name, "search": search, "sentences": n_sentences, "seconds": float("inf"),
                              "peak_rss_mib": 0.0, "outputs": None} for name in names for search in SEARCHES}
     with ExitStack() as stack:
-        workers = {name: stack.enter_context(Worker(factory, isolate, **kwargs)) for name, (factory, kwargs, _) in table.items()}
+        workers = {name: stack.enter_context(Worker(factory, isolate, **kwargs))
+                   for name, (factory, kwargs, _) in table.items()}
         for name in names:  # warm-up: the first batch, untimed
             workers[name].call("decode", 0, 1, *table[name][2])
         for search, beam in SEARCHES.items():

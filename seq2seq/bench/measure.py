@@ -146,7 +146,8 @@ def translate_memory(model_dir: str, input_file: str, threads: int, every: int) 
                "--temperature", "0"]
     samples, lines = [], 0
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as stderr, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env) as proc:
+    with tempfile.TemporaryFile() as stderr, \
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env) as proc:
         with PeakRSS(proc.pid, interval=0.05) as peak:
             for _ in proc.stdout:
                 lines += 1
@@ -156,5 +157,6 @@ def translate_memory(model_dir: str, input_file: str, threads: int, every: int) 
         stderr.seek(0)
         error = stderr.read().decode(errors="replace").strip()
     if proc.returncode:
-        raise RuntimeError(f"seq2seq translate exited with {proc.returncode}: {error.splitlines()[-1] if error else ''}")
+        raise RuntimeError(f"seq2seq translate exited with {proc.returncode}: "
+                           f"{error.splitlines()[-1] if error else ''}")
     return {"lines": lines, "seconds": time.perf_counter() - start, "samples": samples, "peak_rss_mib": peak.mib}

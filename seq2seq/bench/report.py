@@ -84,10 +84,10 @@ def markdown(results: dict) -> str:
     if "training" in results:
         t = results["training_setup"]
         out += ["### Training throughput", "",
-                f"Forward + backward + Adam step on {t['batches']} token-bucketed batches of at most {t['batch_tokens']} "
-                f"tokens from {t['corpus']} (after {t['warmup']} untimed), the same batches, loss (label-smoothed "
-                "cross-entropy) and optimizer for every implementation; tokens = source + target non-pad tokens; "
-                "random init. `ours ÷` > 1 means we are faster.", ""]
+                f"Forward + backward + Adam step on {t['batches']} token-bucketed batches of at most "
+                f"{t['batch_tokens']} tokens from {t['corpus']} (after {t['warmup']} untimed), the same batches, "
+                "loss (label-smoothed cross-entropy) and optimizer for every implementation; tokens = source + "
+                "target non-pad tokens; random init. `ours ÷` > 1 means we are faster.", ""]
         ratios = training_ratios(results["training"])
         out += _table(["model", "implementation", "parameters", "tokens/s", "ours ÷", "peak RSS (MiB)"], 2, [
             [r["model"], implementation_name(r["model"], r["implementation"]), f"{r['params']:,}",
@@ -97,10 +97,10 @@ def markdown(results: dict) -> str:
     if "decoding" in results:
         d = results["decoding"]
         out += ["### Decoding", "",
-                f"{d['sentences']} sentences of {d['test_set']}, sorted by length into batches of {d['batch_size']}; ids in, "
-                f"ids out. Weights: {d['weights']}. Our length cap (|source| + 50) for every engine; beam 4 with "
-                "length penalty 0.6 (ours: Wu et al.; the others: length^0.6). `ours ÷` compares our cached fp32 "
-                "search with the same search of that engine.", ""]
+                f"{d['sentences']} sentences of {d['test_set']}, sorted by length into batches of "
+                f"{d['batch_size']}; ids in, ids out. Weights: {d['weights']}. Our length cap (|source| + 50) "
+                "for every engine; beam 4 with length penalty 0.6 (ours: Wu et al.; the others: length^0.6). "
+                "`ours ÷` compares our cached fp32 search with the same search of that engine.", ""]
         ratios = decoding_ratios(d["rows"])
         out += _table(["engine", "search", "sentences/s", "target pieces/s", "ours ÷", "peak RSS (MiB)"], 2, [
             [r["engine"], r["search"], f"{r['sentences_per_s']:,.1f}", f"{r['target_tokens_per_s']:,.0f}",

@@ -137,8 +137,8 @@ def measure(model_dir, sentences: list[str], threads: int, rss_requests: int, cl
                     f"p50 {row['p50_ms']:7.0f} ms  p99 {row['p99_ms']:7.0f} ms")
             if batching and rss_requests:
                 out["memory"] = memory(url, proc.pid, sentences, rss_requests)
-                log(f"serve: RSS {out['memory']['samples'][0][1]:.0f} -> {out['memory']['samples'][-1][1]:.0f} MiB over "
-                    f"{rss_requests:,} requests")
+                samples = out["memory"]["samples"]
+                log(f"serve: RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MiB over {rss_requests:,} requests")
     return out
 
 
@@ -161,8 +161,8 @@ def markdown(s: dict, table) -> list[str]:
            f"{s['sentences']} sentences of {s['test_set']}, one per request, beam 4; weights: {s['weights']}. "
            "Clients (httpx) and server share the machine. `seq2seq translate` gets the same sentences at once "
            "(sorted, batches of 64): the ceiling.", ""]
-    rows = [[r["server"], str(r["clients"]), f"{r['sentences_per_s']:,.1f}", f"{r['p50_ms']:,.0f}", f"{r['p99_ms']:,.0f}"]
-            for r in s["rows"]]
+    rows = [[r["server"], str(r["clients"]), f"{r['sentences_per_s']:,.1f}", f"{r['p50_ms']:,.0f}",
+             f"{r['p99_ms']:,.0f}"] for r in s["rows"]]
     rows.append(["`seq2seq translate`", "—", f"{s['ceiling']['sentences_per_s']:,.1f}", "", ""])
     out += table(["server", "clients", "sentences/s", "p50 (ms)", "p99 (ms)"], 1, rows) + [""]
     if "memory" in s:

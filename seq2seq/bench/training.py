@@ -20,7 +20,8 @@ from seq2seq.data.batching import TokenBucketBatcher, collate, example_length, l
 from seq2seq.train.loss import label_smoothed_loss
 
 
-def sample_batches(pairs, layout: str, batch_tokens: int, count: int, seed: int = 1) -> list[list[tuple[list[int], list[int]]]]:
+def sample_batches(pairs, layout: str, batch_tokens: int, count: int,
+                   seed: int = 1) -> list[list[tuple[list[int], list[int]]]]:
     """`count` batches of epoch 0 of the trainer's token bucketing over all `pairs` (lengths mixed, as in training)."""
     lengths = np.array([example_length(s, t, layout) for s, t in pairs])
     batcher = TokenBucketBatcher(lengths, batch_tokens, seed=seed)

@@ -30,13 +30,16 @@ def add_model_arguments(p, ensemble: bool = False) -> None:
                        help="model directory (default: the model/ of the latest finished `make train` run); "
                             "repeat for an ensemble, which averages the models' next-piece probabilities")
     else:
-        g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+        g.add_argument("--model", type=Path,
+                       help="model directory (default: the model/ of the latest finished `make train` run)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
-    g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
+    g.add_argument("--batch-tokens", type=int,
+                   help="source pieces per batch, padding included (instead of --batch-size)")
     g.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice, all cores)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default), bf16 autocast, or int8 dynamic quantization (CPU); see docs/BENCHMARKS.md for speed and BLEU")
+                   help="fp32 (default), bf16 autocast, or int8 dynamic quantization (CPU); "
+                        "see docs/BENCHMARKS.md for speed and BLEU")
 
 
 def load_translator(args):
@@ -62,7 +65,8 @@ def add_search_arguments(p, sampling: bool = True) -> None:
     g = p.add_argument_group("search (beam search unless --temperature is given)")
     g.add_argument("--beam", type=int, default=4, help="beam size (default 4, the paper's)")
     g.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha of Wu et al. 2016 (default 0.6)")
-    g.add_argument("--max-len-a", type=float, default=1.0, help="output at most a * source length + b pieces (default a=1)")
+    g.add_argument("--max-len-a", type=float, default=1.0,
+                   help="output at most a * source length + b pieces (default a=1)")
     g.add_argument("--max-len-b", type=int, default=50, help="(default b=50)")
     if not sampling:
         return
@@ -71,7 +75,8 @@ def add_search_arguments(p, sampling: bool = True) -> None:
                    help="sample each piece from softmax(logits / T) instead of beam search: "
                         "T < 1 sharpens, T > 1 flattens, 0 = always the most likely piece (greedy)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely pieces only (0 = all)")
-    g.add_argument("--top-p", type=float, default=1.0, help="sample among the smallest set of pieces holding probability p")
+    g.add_argument("--top-p", type=float, default=1.0,
+                   help="sample among the smallest set of pieces holding probability p")
     g.add_argument("--seed", type=int, help="random seed for sampling (reproducible output)")
 
 

@@ -37,8 +37,10 @@ def add_arguments(p) -> None:
     g.add_argument("--ref", type=Path, help="its reference translations, line by line")
     g.add_argument("-o", "--output", type=Path, help="with --src/--ref: write the hypotheses to this file")
     g.add_argument("--force", action="store_true", help="overwrite an existing --output file")
-    g.add_argument("--sets", nargs="+", metavar="NAME", help="test sets to score, e.g. tatoeba/test (default: data.test_sets)")
-    g.add_argument("--data-dir", type=Path, help="the data step's output directory (default: data.out_dir of the run's config)")
+    g.add_argument("--sets", nargs="+", metavar="NAME",
+                   help="test sets to score, e.g. tatoeba/test (default: data.test_sets)")
+    g.add_argument("--data-dir", type=Path,
+                   help="the data step's output directory (default: data.out_dir of the run's config)")
     g.add_argument("--max-sentences", type=int, help="score only the first N sentences of each set")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% confidence intervals from N bootstrap resamples (sacreBLEU; 1000 is usual)")
@@ -101,7 +103,8 @@ def read_pair(src: Path, ref: Path) -> tuple[list[str], list[str]]:
     return sides[0], sides[1]
 
 
-def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
+def read_test_sets(model_dir: Path, names: list[str] | None,
+                   data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
     """The configured test sets: data settings from the run's config.yaml beside model/, else from conf/."""
     data_cfg = data_config(model_dir)
     if data_dir is not None:

@@ -238,7 +238,8 @@ def interactive(translator, options: dict, formatter: Formatter) -> None:
             source, bar, prefix = line.partition("|||")
             t = translator.translate_full([source if bar else line], **options,
                                           target_prefix=[prefix.lstrip() if bar else None])[0]
-            print(formatter.line(t, {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}), flush=True)
+            timing = {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}
+            print(formatter.line(t, timing), flush=True)
             if options["explain"]:
                 formatter.explain(number, t)
     finally:
@@ -275,7 +276,8 @@ class Formatter:
         return record(t, timing, self.alignments)
 
     def explain(self, number: int, t) -> None:
-        """The generation loop of the best hypothesis: each step's top candidates, the choice, the running log-probability."""
+        """The generation loop of the best hypothesis: each step's top candidates, the choice, the running
+        log-probability."""
         if not t.steps:
             warn(f"[{number}] (empty input)")
             return

@@ -64,7 +64,8 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
     is shared: a data step run in between would silently change them). Returns size -> tokenizer sha256."""
     manifests = {r.results["data"]["manifest_sha256"] for r in runs}
     if len(manifests) > 1:
-        raise ReportError(f"the runs were trained on different data (manifests {', '.join(sorted(m[:12] for m in manifests))}); "
+        raise ReportError("the runs were trained on different data "
+                          f"(manifests {', '.join(sorted(m[:12] for m in manifests))}); "
                           "train them again on one data step")
     tokenizers: dict[str, set[str]] = {}
     for r in runs:
@@ -75,7 +76,8 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
         tokenizers.setdefault(r.size, set()).add(digest)
     for size, digests in tokenizers.items():
         if len(digests) > 1:
-            raise ReportError(f"the {size} runs used different tokenizers (spm.model differs); train them again on one data step")
+            raise ReportError(f"the {size} runs used different tokenizers (spm.model differs); "
+                              "train them again on one data step")
     return {size: next(iter(d)) for size, d in tokenizers.items()}
 
 
@@ -176,9 +178,10 @@ def test_section(runs: list[Run], test_sets: dict, samples: int, baseline: str) 
         header = ["run", "BLEU", "BLEU 95% CI", f"p (BLEU) vs {baseline}", "chrF", "chrF 95% CI",
                   f"p (chrF) vs {baseline}", "decode sent/s"]
         parts.append(f"### {name} ({len(refs):,} sentences)\n\n" + table(header, rows))
-    signature = runs[0].results["test"][next(iter(test_sets))]["signature"]
+    first_test = runs[0].results["test"][next(iter(test_sets))]
+    signature = first_test["signature"]
     return ("## Test scores\n\n"
-            f"Beam search as the trainer ran it at the end (beam {runs[0].results['test'][next(iter(test_sets))].get('beam', '?')}). "
+            f"Beam search as the trainer ran it at the end (beam {first_test.get('beam', '?')}). "
             f"CI: mean ± half-width of the 95% interval over {samples} paired bootstrap resamples; p: the paired "
             f"bootstrap p-value of the difference from {baseline} of the same size and seed (* below 0.05).\n"
             f"BLEU: `{signature['bleu']}`  \nchrF: `{signature['chrf']}`\n\n" + "\n\n".join(parts))
@@ -217,7 +220,8 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
     for a, b in itertools.combinations(ranked, 2):
         results = [g[2] if g[0] == a else 1.0 - g[2] for g in games if {g[0], g[1]} == {a, b}]
         w, t, l = results.count(1.0), results.count(0.5), results.count(0.0)
-        pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}", f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
+        pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}",
+                      f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
     return ("## Tournament\n\nEvery test sentence is a game between every pair of runs: higher sentence chrF wins, "
             "equal chrF ties (half a point each). Ratings: Bradley–Terry maximum likelihood on the Elo scale "
             "(expected score 1 / (1 + 10^((R_B − R_A)/400)), mean 1000), independent of the order of games.\n\n"
@@ -240,7 +244,8 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
               + (f"Command: `{command}`\n\n" if command else "")
               + f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
               f"the other settings are identical, the decoder-only batch scaled to hold as many sentence pairs.\n"
-              f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
+              f"Data manifest `{first['data']['manifest_sha256'][:16]}`, "
+              f"{first['data']['train_pairs']:,} training pairs; "
               f"tokenizer (spm.model sha256) {', '.join(f'{size} `{d[:16]}`' for size, d in tokenizers.items())}; "
               f"{first['env']['device']}, torch {first['env']['torch']}, git {str(first['env'].get('git_sha'))[:12]}.")
     if verdict_lines is None:

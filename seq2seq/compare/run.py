@@ -84,7 +84,8 @@ def plan(cfg) -> list[System]:
         models = {label: model_config(f"{spec.model}_{size}") for label, spec in cfg.systems.items()}
         widths = {(m.vocab_size, m.d_model) for m in models.values()}
         if len(widths) > 1:
-            raise UserError(f"size {size}: the systems differ in vocabulary or width {sorted(widths)}; twins share both")
+            raise UserError(f"size {size}: the systems differ in vocabulary or width {sorted(widths)}; "
+                            "twins share both")
         for seed in cfg.seeds:
             for label, spec in cfg.systems.items():
                 model = OmegaConf.merge(models[label], cfg.get("model_overrides") or {}, spec.get("overrides") or {},

@@ -71,8 +71,9 @@ def difference_lines(runs: list[Run], test_sets: dict, samples: int, baseline: s
                 d, lo, hi, p = difference_interval(base.hypotheses(name), other.hypotheses(name), refs, samples)["bleu"]
                 ahead, behind = (base, other) if d >= 0 else (other, base)
                 lo, hi = (lo, hi) if d >= 0 else (-hi, -lo)
-                lines.append(f"{name} ({size}, seed {seed}): {ahead.system} ahead of {behind.system} by {abs(d):.2f} BLEU "
-                             f"(95% CI {lo:.2f} to {hi:.2f}, p = {p:.4f}{', significant' if p < 0.05 else ', not significant'})")
+                significance = ", significant" if p < 0.05 else ", not significant"
+                lines.append(f"{name} ({size}, seed {seed}): {ahead.system} ahead of {behind.system} by {abs(d):.2f} "
+                             f"BLEU (95% CI {lo:.2f} to {hi:.2f}, p = {p:.4f}{significance})")
     return lines
 
 
@@ -109,14 +110,17 @@ def prediction_lines(means: dict, test_sets: dict, systems) -> list[str]:
             return sum(by_variant[a][n] > by_variant[b][n] for n in test_sets)
 
         n = len(test_sets)
-        checks = [("encoder–decoder", "causal", "T5 and Zhang et al. 2022: the encoder–decoder beats the parameter-matched causal decoder-only model"),
+        checks = [("encoder–decoder", "causal", "T5 and Zhang et al. 2022: the encoder–decoder beats the "
+                   "parameter-matched causal decoder-only model"),
                   ("prefix-LM", "causal", "T5 and Zhang et al. 2022: prefix-LM attention beats causal attention"),
                   ("encoder–decoder", "prefix-LM", "T5: the encoder–decoder beats the prefix-LM decoder-only model"),
-                  ("encoder–decoder", "FLOPs-matched", "T5: at equal FLOPs (2P/M against P/M) the encoder–decoder leads")]
+                  ("encoder–decoder", "FLOPs-matched",
+                   "T5: at equal FLOPs (2P/M against P/M) the encoder–decoder leads")]
         for a, b, claim in checks:
             if a in by_variant and b in by_variant:
                 k = ordered(a, b)
-                lines.append(f"{size}: {claim}: {'held' if k == n else 'did not hold' if k == 0 else 'held in part'} ({k} of {n} test sets)")
+                held = "held" if k == n else "did not hold" if k == 0 else "held in part"
+                lines.append(f"{size}: {claim}: {held} ({k} of {n} test sets)")
         if {"encoder–decoder", "prefix-LM", "causal"} <= by_variant.keys():
             shares = [(by_variant["prefix-LM"][t] - by_variant["causal"][t])
                       / (by_variant["encoder–decoder"][t] - by_variant["causal"][t])

@@ -49,7 +49,8 @@ def _converter(hf_dir: Path):
 
     class MarianConverter(Converter):
         def _load(self):
-            return MarianLoader()(MarianMTModel.from_pretrained(str(hf_dir)), MarianTokenizer.from_pretrained(str(hf_dir)))
+            return MarianLoader()(MarianMTModel.from_pretrained(str(hf_dir)),
+                                  MarianTokenizer.from_pretrained(str(hf_dir)))
 
     return MarianConverter()
 

@@ -39,7 +39,8 @@ def save_model_dir(directory, state_dict: dict, model_cfg, vocab_size: int, toke
     directory.mkdir(parents=True, exist_ok=True)
     save({"model": state_dict}, directory / "model.pt")
     shutil.copyfile(tokenizer_file, directory / "spm.model")
-    meta = {"model": OmegaConf.to_container(model_cfg, resolve=True), "vocab_size": vocab_size, "tokenizer": "spm.model"}
+    meta = {"model": OmegaConf.to_container(model_cfg, resolve=True), "vocab_size": vocab_size,
+            "tokenizer": "spm.model"}
     write_text(directory / "config.json", json.dumps(meta, indent=2))
     return directory
 

@@ -124,7 +124,8 @@ class Guard:
         try:
             length = dict(scope["headers"]).get(b"content-length", b"")
             if length.isdigit() and int(length) > self.limit:
-                await error(413, f"request body of {int(length)} bytes: at most {self.limit}")(scope, receive, send_status)
+                too_large = error(413, f"request body of {int(length)} bytes: at most {self.limit}")
+                await too_large(scope, receive, send_status)
             else:
                 await self.app(scope, limited, send_status)
         finally:

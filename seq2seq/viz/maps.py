@@ -91,7 +91,8 @@ def hard_alignment(cross: torch.Tensor) -> list[tuple[int, int]]:
     return [(s, t) for t, s in enumerate(best)]
 
 
-def alignments(model, sources: list[list[int]], targets: list[list[int]], layer: int = -1) -> list[list[tuple[int, int]]]:
+def alignments(model, sources: list[list[int]], targets: list[list[int]],
+               layer: int = -1) -> list[list[tuple[int, int]]]:
     """Hard alignments of each pair from the cross-attention of `layer` (default: the last), heads averaged."""
     return [hard_alignment(m.cross[layer].mean(dim=0)) for m in attention_maps(model, sources, targets)]
 
