@@ -37,7 +37,7 @@ def main(modes: list[str]) -> None:
         forward = torch.compile(model.logits, dynamic=True) if "compile" in mode else model.logits
         dtype = torch.bfloat16 if "bf16" in mode else None
 
-        def step(batch):
+        def step(batch, forward=forward, dtype=dtype, optimizer=optimizer):
             with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 logits = forward(batch)
             loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1)

@@ -64,7 +64,7 @@ def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(tmp_path):
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('pwned')",))
 
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "x": Evil()}, path)

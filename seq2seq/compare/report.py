@@ -166,7 +166,7 @@ def test_section(runs: list[Run], test_sets: dict, samples: int, baseline: str) 
     parts = []
     for name, (_, refs) in test_sets.items():
         rows = []
-        for (size, seed), members in groups(runs).items():
+        for members in groups(runs).values():
             members = sorted(members, key=lambda r: r.system != baseline)  # the baseline first
             boot = paired_bootstrap(members, name, refs, samples)
             for r in members:
@@ -219,8 +219,8 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
     pairs = []
     for a, b in itertools.combinations(ranked, 2):
         results = [g[2] if g[0] == a else 1.0 - g[2] for g in games if {g[0], g[1]} == {a, b}]
-        w, t, l = results.count(1.0), results.count(0.5), results.count(0.0)
-        pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}",
+        won, tied, lost = results.count(1.0), results.count(0.5), results.count(0.0)
+        pairs.append([a, b, won, tied, lost, f"{(won + tied / 2) / len(results):.3f}",
                       f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
     return ("## Tournament\n\nEvery test sentence is a game between every pair of runs: higher sentence chrF wins, "
             "equal chrF ties (half a point each). Ratings: Bradley–Terry maximum likelihood on the Elo scale "

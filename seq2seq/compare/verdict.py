@@ -106,7 +106,7 @@ def prediction_lines(means: dict, test_sets: dict, systems) -> list[str]:
             if s == size and kind and kind not in by_variant:
                 by_variant[kind] = {name: statistics.mean(v[name]) for name in test_sets}
 
-        def ordered(a: str, b: str) -> int:
+        def ordered(a: str, b: str, by_variant: dict = by_variant) -> int:
             return sum(by_variant[a][n] > by_variant[b][n] for n in test_sets)
 
         n = len(test_sets)

@@ -37,7 +37,10 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status, headers=headers)
 
 
-def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> FastAPI:
+DEFAULTS = Limits()  # frozen, so one instance serves every call
+
+
+def create_app(models: dict[str, ServedModel], limits: Limits = DEFAULTS) -> FastAPI:
     """The service over already loaded `models` (name -> ServedModel)."""
     metrics = Metrics()
     batcher = Batcher(limits.max_batch_tokens, limits.max_wait_ms, limits.max_queue, limits.batching, metrics.on_batch)
