@@ -1,4 +1,4 @@
-"""`make gpu-check`: everything the GPU issue measures, in one call of at most ~6 minutes on one H200.
+"""`make gpu-check`: every GPU measurement, in one call of at most ~6 minutes on one H200.
 
 1. the bf16 matrix-product peak of this GPU (the MFU denominator);
 2. `experiment=h200_budget`: transformer_base trained for 270 s, checkpoints averaged, beam 4 on the

@@ -1,4 +1,4 @@
-"""Export (issue 7 §2): the Hugging Face MarianMT / GPT-2 and CTranslate2 copies compute what our models do."""
+"""Export: the Hugging Face MarianMT / GPT-2 and CTranslate2 copies compute what our models do."""
 
 from __future__ import annotations
 

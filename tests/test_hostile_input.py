@@ -1,4 +1,4 @@
-"""Issue 9 §3: no line of Unicode breaks the tokenizer or translation (property-based, in-process).
+"""No line of Unicode breaks the tokenizer or translation (property-based, in-process).
 
 Lines are drawn from what real pipes carry and what breaks naive code: control and format characters,
 only whitespace, right-to-left text and its embedding marks, emoji with joiners and skin tones, stacks of

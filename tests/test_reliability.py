@@ -1,4 +1,4 @@
-"""Issue 9: training survives kills, signals, corrupt checkpoints, non-finite losses and a full disk; nothing
+"""Training survives kills, signals, corrupt checkpoints, non-finite losses and a full disk; nothing
 unsafe is loaded; broken model directories and impossible configs are one-line errors. docs/RELIABILITY.md
 lists each fault with the test that tries it.
 
@@ -83,7 +83,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert x["progress"]["tokens"] == y["progress"]["tokens"]
 
 
-# -------------------------------------------------------------------------------- §1 kills and signals
+# -------------------------------------------------------------------------------- kills and signals
 
 def test_kill_9_at_random_moments_then_resuming_gives_the_uninterrupted_run(tmp_path, toy_data_overrides):
     steps = 45
@@ -152,7 +152,7 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path, monkeypatch, caps
         "error: interrupted; run the same command again to resume from the last checkpoint")
 
 
-# -------------------------------------------------------------------------------- §1 bad checkpoints, losses, disks
+# -------------------------------------------------------------------------------- bad checkpoints, losses, disks
 
 def test_a_corrupt_newest_checkpoint_is_named_and_the_run_resumes_from_the_one_before(tmp_path, toy_data_overrides):
     args = overrides(toy_data_overrides, "trainer.save_every=3", "trainer.keep_last=5")
@@ -234,7 +234,7 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path, toy_data_overrides):
         train(compose(*overrides(toy_data_overrides)), blocker / "run")
 
 
-# -------------------------------------------------------------------------------- §2 nothing unsafe is loaded
+# -------------------------------------------------------------------------------- nothing unsafe is loaded
 
 class RunsCode:
     """Unpickling this runs `exec`: it writes the marker file."""
@@ -287,7 +287,7 @@ def test_init_from_a_code_running_pickle_is_refused(tmp_path, toy_data_overrides
     assert not marker.exists()
 
 
-# -------------------------------------------------------------------------------- §2 model directories
+# -------------------------------------------------------------------------------- model directories
 
 @pytest.fixture(scope="module")
 def good_model_dir(toy_tokenizer, tmp_path_factory):
@@ -335,7 +335,7 @@ def test_a_broken_model_directory_is_one_line_naming_the_problem(good_model_dir,
     assert message in text and str(directory) in text and "\n" not in text
 
 
-# -------------------------------------------------------------------------------- §3 output files
+# -------------------------------------------------------------------------------- output files
 
 def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_model_dir, tmp_path, monkeypatch):
     source, out = tmp_path / "in.txt", tmp_path / "out.txt"
@@ -357,7 +357,7 @@ def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]  # no temporary file left
 
 
-# -------------------------------------------------------------------------------- §4 configuration
+# -------------------------------------------------------------------------------- configuration
 
 @pytest.mark.parametrize("override, message", [
     ("model.heads=3", "model.d_model=32 is not divisible by model.heads=3"),

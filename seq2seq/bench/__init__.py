@@ -1,4 +1,4 @@
-"""`make bench` (`python -m seq2seq.bench`): ours against the peers, side by side in one run (issue 7 §1).
+"""`make bench` (`python -m seq2seq.bench`): ours against the peers, side by side in one run.
 
 1. Training throughput of our models against Hugging Face models of the identical config and against
    torch.nn models of the same shape, on the same batches of the real corpora (training.py, peers.py).

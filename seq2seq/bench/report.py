@@ -51,7 +51,7 @@ def _ratio_cell(ratio: float | None) -> str:
 
 
 def targets(results: dict) -> list[str]:
-    """Each target of issue 7 with the measured ratio and whether it is met."""
+    """Each of the TARGETS with the measured ratio and whether it is met."""
     lines = []
     train = training_ratios(results.get("training", []))
     for (model, impl), ratio in sorted(train.items()):
@@ -120,7 +120,7 @@ def markdown(results: dict) -> str:
         out += serve_markdown(results["serve"], _table)
     lines = targets(results)
     if lines:
-        out += ["### Targets (issue 7)", ""] + [f"- {line}" for line in lines] + [""]
+        out += ["### Targets", ""] + [f"- {line}" for line in lines] + [""]
     out += [f"- {note}" for note in results.get("notes", [])]
     return "\n".join(out).rstrip() + "\n"
 

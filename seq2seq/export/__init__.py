@@ -1,4 +1,4 @@
-"""Export a model directory to other toolkits (issue 7 §2).
+"""Export a model directory to other toolkits.
 
     hf   Hugging Face `transformers`: MarianMT for the encoder–decoder (marian.py), GPT-2 for the
          decoder-only model where its architecture allows (gpt2.py)
