@@ -28,9 +28,9 @@ def latin(name: str) -> bool:
 
 
 def faker_first_names() -> tuple[str, dict[str, set[str]]]:
-    import faker
-    from faker import Faker
-    from faker.config import AVAILABLE_LOCALES
+    import faker  # noqa: PLC0415 - lazy: faker is not a project dependency
+    from faker import Faker  # noqa: PLC0415 - lazy: faker is not a project dependency
+    from faker.config import AVAILABLE_LOCALES  # noqa: PLC0415 - lazy: faker is not a project dependency
 
     by_locale = {}
     with warnings.catch_warnings():

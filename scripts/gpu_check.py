@@ -1,4 +1,4 @@
-"""`make gpu-check`: everything the GPU issue measures, in one call of at most ~6 minutes on one H200.
+"""`make gpu-check`: every GPU measurement, in one call of at most ~6 minutes on one H200.
 
 1. the bf16 matrix-product peak of this GPU (the MFU denominator);
 2. `experiment=h200_budget`: transformer_base trained for 270 s, checkpoints averaged, beam 4 on the
@@ -26,16 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from seq2seq.bench.peers import build  # noqa: E402
-from seq2seq.config import compose  # noqa: E402
 from seq2seq.bench.training import sample_batches  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.data.batching import collate, layout_of  # noqa: E402
+from seq2seq.data.prepare import read_split  # noqa: E402
+from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
+from seq2seq.evaluate import score  # noqa: E402
 from seq2seq.train import checkpoint  # noqa: E402
 from seq2seq.train.flops import FlopCounter  # noqa: E402
 from seq2seq.train.loss import label_smoothed_loss  # noqa: E402
-from seq2seq.data.sets import encode_pairs, prepare_data  # noqa: E402
 from seq2seq.train.trainer import final_search, select_device, train  # noqa: E402
-from seq2seq.evaluate import score  # noqa: E402
-from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.translator import Translator  # noqa: E402
 
 
@@ -97,7 +97,8 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny model, seconds per stage (a CPU test of this script)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny model, seconds per stage (a CPU test of this script)")
     parser.add_argument("--probe-seconds", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/seq2seq_gpu_run"))
@@ -108,9 +109,9 @@ def main() -> None:
 
     overrides = ["experiment=h200_budget", *args.overrides]
     if args.smoke:
-        overrides += ["model=transformer_tiny", "trainer.device=auto", "trainer.precision=auto", "trainer.max_minutes=0.1",
-                      "trainer.batch_tokens=2048", "trainer.save_every=5", "trainer.test_max_sentences=50",
-                      "trainer.log_every=5"]
+        overrides += ["model=transformer_tiny", "trainer.device=auto", "trainer.precision=auto",
+                      "trainer.max_minutes=0.1", "trainer.batch_tokens=2048", "trainer.save_every=5",
+                      "trainer.test_max_sentences=50", "trainer.log_every=5"]
         args.probe_seconds = min(args.probe_seconds, 2.0)
     cfg = compose(*overrides)
     gpt_cfg = compose("experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}").model
@@ -159,12 +160,14 @@ def main() -> None:
              f"{report['train']['tokens_per_s']:,.0f} tokens/s, MFU {100 * report['train']['mfu']:.1f}%",
              f"{'test set':<28} {'BLEU':>6} {'chrF':>6}"]
     lines += [f"{k:<28} {v['bleu']:>6.2f} {v['chrf']:>6.2f}" for k, v in report["test"].items()]
-    lines.append(f"last checkpoint alone, multi30k/test_2016_flickr: {report['last_checkpoint_multi30k_2016_bleu']:.2f}")
+    lines.append("last checkpoint alone, multi30k/test_2016_flickr: "
+                 f"{report['last_checkpoint_multi30k_2016_bleu']:.2f}")
     lines.append(f"{'probe':<26} {'tokens/s':>12} {'TFLOP/s':>8} {'MFU':>6}")
     for r in report["probes"]:
         name = f"{r['implementation']} {r['model']}"
-        lines.append(f"{name:<26} " + (f"{r['tokens_per_s']:>12,.0f} {r['model_tflops_per_s']:>8.1f} {100 * r['mfu']:>5.1f}%"
-                                       if "error" not in r else r["error"][:80]))
+        figures = (f"{r['tokens_per_s']:>12,.0f} {r['model_tflops_per_s']:>8.1f} {100 * r['mfu']:>5.1f}%"
+                   if "error" not in r else r["error"][:80])
+        lines.append(f"{name:<26} " + figures)
     table = "\n".join(lines)
     print(table, flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))

@@ -56,7 +56,8 @@ SMOKE = ["trainer.batch_tokens=2048", "trainer.warmup=10", "trainer.save_every=5
 def overrides(mode: str, budget: float, name: str, extra: list[str]) -> list[str]:
     third, _, test_cap = MODES[mode]
     size = "tiny" if mode == "smoke" else "base"
-    out = [f"name={name}", f"sizes=[{size}]", "seeds=[1]", "budget.mode=flops", f"budget.flops.{size}={budget:.4g}", *RECIPE]
+    out = [f"name={name}", f"sizes=[{size}]", "seeds=[1]", "budget.mode=flops", f"budget.flops.{size}={budget:.4g}",
+           *RECIPE]
     if third:
         out.append(f"+systems.{third}={{model: gpt, overrides: {{prefix_lm: true}}}}")
     if test_cap:
@@ -67,7 +68,8 @@ def overrides(mode: str, budget: float, name: str, extra: list[str]) -> list[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="two systems, 40 s a run, 500 test sentences a set (≤ 3 min)")
+    mode.add_argument("--quick", action="store_true",
+                      help="two systems, 40 s a run, 500 test sentences a set (≤ 3 min)")
     mode.add_argument("--smoke", action="store_true", help="tiny models, seconds a run: the CPU test of this script")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "h200_compare_out")))
     parser.add_argument("--dir", type=Path, default=ROOT / "compare" / "base-h200",
@@ -97,7 +99,8 @@ def main() -> None:
     (args.out / "h200_compare.json").write_text(json.dumps(summary, indent=2))
     for path in [report, *out_dir.glob("*.png")]:
         shutil.copy(path, args.out / path.name)
-    print(f"{summary['seconds']:.0f} s; MFU " + ", ".join(f"{k} {100 * v['train']['mfu']:.1f}%" for k, v in runs.items()))
+    mfu = ", ".join(f"{k} {100 * v['train']['mfu']:.1f}%" for k, v in runs.items())
+    print(f"{summary['seconds']:.0f} s; MFU {mfu}")
 
 
 if __name__ == "__main__":

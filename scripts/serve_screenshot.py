@@ -29,7 +29,7 @@ def main() -> None:
     chromium = find_chromium()
     if chromium is None:
         sys.exit("error: no chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - lazy: optional package (dev extra)
 
     with server(args.model, threads=2) as (_, url), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -40,8 +40,8 @@ def main() -> None:
             page.check("#compare")
         page.fill("#source", args.text)
         page.click("#translate")
-        page.wait_for_function("[...document.querySelectorAll('.panel')].every(p => p.querySelector('.source .marker'))",
-                               timeout=120_000)
+        page.wait_for_function("[...document.querySelectorAll('.panel')]"
+                               ".every(p => p.querySelector('.source .marker'))", timeout=120_000)
         pieces = page.locator(".panel").first.locator(".target .piece")
         texts = pieces.all_inner_texts()
         word = next((i for i, t in enumerate(texts) if args.word in t), 0)

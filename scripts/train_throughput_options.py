@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import compose_config  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length  # noqa: E402
 from seq2seq.data.prepare import read_split  # noqa: E402
 from seq2seq.data.tokenizer import Tokenizer  # noqa: E402
@@ -32,12 +32,12 @@ def main(modes: list[str]) -> None:
     batches = [collate([pairs[i] for i in b], "pair") for b in order[:40]]
     for mode in modes:
         torch.manual_seed(0)
-        model = build_model(compose_config("model=transformer_small").model, len(tok))
+        model = build_model(compose("model=transformer_small").model, len(tok))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
         forward = torch.compile(model.logits, dynamic=True) if "compile" in mode else model.logits
         dtype = torch.bfloat16 if "bf16" in mode else None
 
-        def step(batch):
+        def step(batch, forward=forward, dtype=dtype, optimizer=optimizer):
             with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 logits = forward(batch)
             loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1)

@@ -8,7 +8,7 @@ __all__ = ["Translator", "__version__"]
 def __getattr__(name):
     # Importing the package stays cheap (no torch) until the translator is asked for.
     if name == "Translator":
-        from seq2seq.translator import Translator
+        from seq2seq.translator import Translator  # noqa: PLC0415 - lazy: keeps `import seq2seq` free of torch
 
         return Translator
     raise AttributeError(name)

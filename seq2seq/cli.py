@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
-from seq2seq.config import CONF_DIR
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
+
+from seq2seq.compare.run import compare
+from seq2seq.config import CONF_DIR, validate
+from seq2seq.data.sets import prepare_data
 from seq2seq.errors import UserError
 from seq2seq.schema import type_message
+from seq2seq.train import trainer
+
 HYDRA_COMMANDS = {
     "data": "prepare the corpora and the tokenizer (Hydra overrides)",
     "train": "train a model (Hydra overrides, e.g. experiment=tiny trainer.max_steps=100)",
@@ -44,32 +54,18 @@ def fail(message: str, status: int = 2):
 
 
 def run_hydra(command: str, argv: list[str]) -> None:
-    import logging
-
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s | %(message)s", datefmt="%H:%M:%S")
 
     def task(cfg):
-        from seq2seq.config import validate
-
         try:
             validate(cfg)
             output_dir = HydraConfig.get().runtime.output_dir
             if command == "data":
-                from seq2seq.data.sets import prepare_data
-
                 prepare_data(cfg)
             elif command == "train":
-                from seq2seq.train.trainer import train, validation_bleu
-
-                return validation_bleu(train(cfg, output_dir))  # the metric a --multirun sweeper compares
+                # looked up when called (tests replace trainer.train); the metric a --multirun sweeper compares
+                return trainer.validation_bleu(trainer.train(cfg, output_dir))
             else:
-                from seq2seq.compare.run import compare
-
                 return compare(cfg, output_dir)
         except UserError as e:
             fail(str(e))
@@ -93,8 +89,6 @@ def run_hydra(command: str, argv: list[str]) -> None:
 
 def config_message(e: Exception) -> str:
     """A Hydra or OmegaConf error in one line; an unknown name in a config group lists the available ones."""
-    from hydra.errors import MissingConfigException
-
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         return f"unknown {group} {name!r}; available: {', '.join(e.options)}"

@@ -68,7 +68,8 @@ def validate(cfg) -> None:
         problems.append(f"trainer.batch_tokens={t.batch_tokens} is smaller than the longest example "
                         f"({longest} tokens with trainer.max_len={t.max_len})")
     if longest > m.max_positions:
-        problems.append(f"trainer.max_len={t.max_len} needs {longest} positions but model.max_positions={m.max_positions}")
+        problems.append(f"trainer.max_len={t.max_len} needs {longest} positions "
+                        f"but model.max_positions={m.max_positions}")
     try:
         augment_settings(cfg.data)
     except DataError as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.data.augment import entity_kept, find_entities, load_lists
 from seq2seq.decode.config import SearchConfig
 from seq2seq.io import write_text
 
@@ -59,8 +60,6 @@ def keep_rate(sources: list[str], references: list[str], hypotheses: list[str], 
     comma or point, `7 h 45`/`19h45`/`7:45`). Returns {"rate", "kept", "n"} over the sentences that hold
     an entity, or None when none does.
     """
-    from seq2seq.data.augment import entity_kept, find_entities, load_lists
-
     lists = lists or load_lists()
     kept = n = 0
     for src, ref, hyp in zip(sources, references, hypotheses, strict=True):

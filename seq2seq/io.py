@@ -18,7 +18,6 @@ import torch
 from seq2seq.errors import CheckpointError
 
 
-
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object],
                  check: Callable[[Path], object] | None = None) -> None:
     """Call `write(file_object)` on a temporary file beside `path`, fsync it, let `check(temporary path)` vet

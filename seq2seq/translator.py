@@ -21,13 +21,16 @@ from seq2seq.data.batching import collate, layout_of
 from seq2seq.data.corpora import sha256_file
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import PAD
-from seq2seq.decode.precision import autocast, check as check_precision, prepare
 from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.constraints import Constraints
 from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.precision import autocast, prepare
+from seq2seq.decode.precision import check as check_precision
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
+from seq2seq.model.directory import ModelDirError, load_model_dir
+from seq2seq.viz.maps import alignments as attention_alignments
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TOP = 5  # candidates shown per step by `explain`
@@ -124,8 +127,6 @@ class Translator:
     def load(cls, directory, device: str = "auto", warn=None, precision: str = "fp32") -> Translator:
         """Load a model directory (model.pt, config.json, spm.model); ModelDirError names what is wrong.
         A list of directories loads an ensemble (seq2seq/decode/ensemble.py): one tokenizer for all."""
-        from seq2seq.model.directory import ModelDirError, load_model_dir
-
         directories = [Path(directory)] if isinstance(directory, (str, os.PathLike)) else [Path(d) for d in directory]
         dev = pick_device(device)
         check_precision(precision, dev)  # before the weights move anywhere
@@ -384,10 +385,8 @@ class Translator:
             u.steps = _steps(rows, chosen, rows.gather(1, chosen[:, None]).squeeze(1).tolist())
 
     def _align(self, batch: list[_Unit], layer: int) -> None:
-        from seq2seq.viz.maps import alignments
-
         flat = [(u, h) for u in batch for h in u.hyps]
-        found = alignments(self.model, [u.ids for u, _ in flat], [h.tokens for _, h in flat], layer)
+        found = attention_alignments(self.model, [u.ids for u, _ in flat], [h.tokens for _, h in flat], layer)
         for u in batch:
             u.alignments = []
         for (u, _), pairs in zip(flat, found):
@@ -426,7 +425,8 @@ class Translator:
         chunk, longest = [], 0
         for i in order:
             longest_if_added = max(longest, len(ids[i]) + 1)
-            if chunk and (len(chunk) >= batch_size or (batch_tokens and longest_if_added * (len(chunk) + 1) > batch_tokens)):
+            if chunk and (len(chunk) >= batch_size
+                          or (batch_tokens and longest_if_added * (len(chunk) + 1) > batch_tokens)):
                 yield chunk
                 chunk, longest_if_added = [], len(ids[i]) + 1
             chunk.append(i)

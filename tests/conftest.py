@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 from pathlib import Path
 
 import pytest
 import torch
+
 from seq2seq.config import compose
+from seq2seq.data.batching import collate, layout_of
+from seq2seq.data.tokenizer import train_tokenizer
+from seq2seq.evaluate import score
+from seq2seq.model.build import build_model
+from seq2seq.train.loss import label_smoothed_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -38,8 +45,6 @@ def toy_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def toy_tokenizer(tmp_path_factory):
-    from seq2seq.data.tokenizer import train_tokenizer
-
     pairs = toy_pairs(2000)
     path = tmp_path_factory.mktemp("spm") / "toy.model"
     return train_tokenizer([s for p in pairs for s in p], path, vocab_size=400)
@@ -47,8 +52,6 @@ def toy_tokenizer(tmp_path_factory):
 
 def write_toy_raw_corpus(raw: Path, n_tatoeba: int = 600, n_multi30k: int = 300) -> Path:
     """A tiny corpus in the layout of ../shared/data (no SHA256SUMS, so nothing to verify)."""
-    import gzip
-
     (raw / "tatoeba").mkdir(parents=True, exist_ok=True)
     (raw / "multi30k").mkdir(parents=True, exist_ok=True)
     with gzip.open(raw / "tatoeba" / "fra-eng.tsv.gz", "wt", encoding="utf-8") as f:
@@ -73,11 +76,6 @@ def toy_data_overrides(tmp_path):
 def memorisation_bleu(model_name: str, tokenizer, decode, steps: int = 300) -> float:
     """Train `model_name` (widened to d_model 64, no dropout) on 32 toy pairs as one batch for `steps`
     steps, then decode them with `decode(model, src) -> list of token lists`: the BLEU it reaches."""
-    from seq2seq.data.batching import collate, layout_of
-    from seq2seq.evaluate import score
-    from seq2seq.model.build import build_model
-    from seq2seq.train.loss import label_smoothed_loss
-
     torch.manual_seed(0)
     pairs = toy_pairs(32, seed=7)
     ids = list(zip(tokenizer.encode([p[0] for p in pairs]), tokenizer.encode([p[1] for p in pairs])))

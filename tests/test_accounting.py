@@ -13,11 +13,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from seq2seq.config import compose
 from seq2seq.data.batching import collate, layout_of
 from seq2seq.model.build import build_model
 from seq2seq.train.flops import FlopCounter
 from seq2seq.train.loss import label_smoothed_loss
-from seq2seq.config import compose
 
 V = 96
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import PAD, SEP
 from seq2seq.model.attention import record_attention
@@ -30,7 +31,6 @@ from seq2seq.viz.figures import (
     spotlight_size,
 )
 from seq2seq.viz.maps import attention_maps
-from seq2seq.config import compose
 
 SENTENCE = "The small cat sees a red ball."
 FIRST = 5  # the first id that is not a special piece
@@ -81,7 +81,7 @@ def gpt_dir(toy_tokenizer, tmp_path_factory):
                           toy_tokenizer.path)
 
 
-# ---------------------------------------------------------------------------------------------- the maps drawn
+# -------------------------------------------------------------------------------- the maps drawn
 
 @pytest.mark.parametrize("kind", ["transformer", "gpt"])
 def test_drawn_maps_match_the_pieces_and_their_rows_sum_to_one(kind, toy_tokenizer):
@@ -145,7 +145,7 @@ def test_a_model_trained_to_copy_looks_at_the_diagonal(copy_model, toy_tokenizer
     assert on_diagonal / pieces >= 0.9, f"{on_diagonal}/{pieces} target pieces attend most to their own position"
 
 
-# ---------------------------------------------------------------------------------------------- figures
+# -------------------------------------------------------------------------------- figures
 
 def test_figures_are_pngs_of_the_planned_size_growing_with_the_sentence(tmp_path):
     short, long = ["▁Le", "▁chat", "</s>"], [f"▁mot{i}" for i in range(30)] + ["</s>"]
@@ -186,7 +186,8 @@ def test_attention_command_writes_every_figure_and_prints_the_paths(copy_dir, tm
     assert lines[0].startswith("source (") and "▁cat" in captured.out
     paths = [line for line in lines if line.endswith(".png")]
     assert [p.rsplit("/", 1)[1] for p in paths] == ["cross_layer0.png", "cross_layer1.png", "cross_heads_layer1.png",
-                                                    "encoder_layer1.png", "decoder_layer1.png", "spotlight_cat_layer1.png"]
+                                                    "encoder_layer1.png", "decoder_layer1.png",
+                                                    "spotlight_cat_layer1.png"]
     for p in paths:
         assert png_header(out / p.rsplit("/", 1)[1])
     assert "-> The small cat sees a red ball" in captured.err  # the model copies

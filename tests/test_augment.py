@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq.config import ConfigError, compose, validate
 from seq2seq.data import augment
 from seq2seq.data.augment import entity_kept, find_entities, load_lists, number_values, substitute
 from seq2seq.data.corpora import DataError
@@ -236,9 +237,6 @@ def test_keep_rate_on_hand_written_cases():
 
 
 def test_bad_settings_fail_before_anything_runs():
-    from seq2seq.config import ConfigError, validate
-    from seq2seq.config import compose
-
     validate(compose())
     with pytest.raises(ConfigError, match=r"^data\.augment\.share must be a number >= 0 or a mapping .*, not -0\.5$"):
         validate(compose("data.augment.share=-0.5"))

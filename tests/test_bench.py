@@ -1,14 +1,18 @@
-"""The benchmark's code paths (issue 7 §1 and §4) on a toy corpus and tiny models; no timing assertions."""
+"""The benchmark's code paths (training, decoding, translate) on a toy corpus and tiny models; no timing assertions."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import time
 
 import pytest
+import torch
 
 from seq2seq.bench import main
 from seq2seq.bench.measure import PeakRSS, Worker, in_turns
 from seq2seq.config import compose
+from seq2seq.data.sets import prepare_data
 
 pytestmark = pytest.mark.slow  # runs every benchmark section in worker processes
 
@@ -16,14 +20,13 @@ pytest.importorskip("transformers")
 
 
 def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides, tmp_path, monkeypatch):
-    from seq2seq.data.sets import prepare_data
-
     cfg = compose("experiment=tiny", *toy_data_overrides)
     tokenizer = prepare_data(cfg)[2]
     monkeypatch.chdir(tmp_path)  # no outputs/ here: decoding uses random-init weights
     out = tmp_path / "BENCH.md"
-    results = main(["--data", cfg.data.out_dir, "--tokenizer", str(tokenizer.path), "--models", "transformer_tiny,gpt_tiny",
-                    "--batches", "2", "--warmup", "1", "--batch-tokens", "256", "--sentences", "6", "--repeat", "1",
+    results = main(["--data", cfg.data.out_dir, "--tokenizer", str(tokenizer.path),
+                    "--models", "transformer_tiny,gpt_tiny", "--batches", "2", "--warmup", "1",
+                    "--batch-tokens", "256", "--sentences", "6", "--repeat", "1",
                     "--decode-config", "transformer_tiny", "--translate-lines", "40", "--threads", "1",
                     "--in-process", "--skip", "serve", "--out", str(out)])
 
@@ -37,7 +40,8 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
 
     decoding = results["decoding"]
     engines = {(r["engine"], r["search"]) for r in decoding["rows"]}
-    assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"), ("Hugging Face generate()", "beam 4")} <= engines
+    assert {("ours", "greedy"), ("ours", "beam 4"), ("ours, no cache", "greedy"),
+            ("Hugging Face generate()", "beam 4")} <= engines
     assert decoding["agreement"]["Hugging Face generate()"] == decoding["sentences"] == 6  # the same weights
     assert {("ours bf16", "beam 4"), ("ours int8", "greedy")} <= engines and "ours int8" in decoding["agreement"]
     if _has("ctranslate2"):
@@ -46,14 +50,12 @@ def test_every_section_runs_and_writes_a_dated_markdown_table(toy_data_overrides
     assert results["translate"]["lines"] == 40 and results["translate"]["samples"]
     text = out.read_text()
     assert text.startswith("# Benchmarks") and f"## {results['date']}" in text
-    for heading in ("### Training throughput", "### Decoding", "### `seq2seq translate`", "### Targets (issue 7)"):
+    for heading in ("### Training throughput", "### Decoding", "### `seq2seq translate`", "### Targets"):
         assert heading in text
     assert "| transformer_tiny | Hugging Face MarianMTModel |" in text
 
 
 def _has(package: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(package) is not None
 
 
@@ -74,10 +76,6 @@ class Echo:
 
 
 def test_peak_rss_sees_memory_freed_before_the_block_ends():
-    import time
-
-    import torch
-
     with PeakRSS(interval=0.001) as before:
         pass
     with PeakRSS(interval=0.001) as peak:

@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import statistics
+import subprocess
+import sys
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from seq2seq.errors import UserError
 from seq2seq.compare.report import ReportError, Run, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
+from seq2seq.compare.source_attention import SourceAttention, fades, position_profile
+from seq2seq.compare.verdict import verdict
 from seq2seq.config import compose
+from seq2seq.data.batching import collate
+from seq2seq.data.sets import encode_pairs, prepare_data
+from seq2seq.errors import UserError
 from seq2seq.evaluate import score
-from tests.conftest import toy_pairs
+from seq2seq.model.build import build_model
+from seq2seq.train.flops import FlopCounter
+from tests.conftest import ROOT, toy_pairs
 
 SETS = ["multi30k/test_2016_flickr", "multi30k/test_2017_flickr", "tatoeba/test"]
 
@@ -28,7 +38,8 @@ def compare_config(*overrides: str):
 
 def report_rows(text: str, run: str) -> list[list[str]]:
     """Cells of every markdown table row that starts with `run`."""
-    return [[c.strip() for c in line.strip("|").split("|")][1:] for line in text.splitlines() if line.startswith(f"| {run} |")]
+    return [[c.strip() for c in line.strip("|").split("|")][1:]
+            for line in text.splitlines() if line.startswith(f"| {run} |")]
 
 
 @pytest.mark.parametrize("mode,key,value", [("tokens", "max_tokens", 2.4e7), ("steps", "max_steps", 3300),
@@ -38,11 +49,13 @@ def test_each_budget_mode_sets_one_stop_condition_equally_for_all_systems(mode, 
     assert [s.name for s in systems] == ["transformer_tiny_s1", "gpt_tiny_s1"]
     for s in systems:
         stops = {k: s.cfg.trainer[k] for k in ("max_steps", "max_minutes", "max_tokens", "max_flops")}
-        expected = {"max_steps": UNLIMITED_STEPS, "max_minutes": None, "max_tokens": None, "max_flops": None, key: value}
+        expected = {"max_steps": UNLIMITED_STEPS, "max_minutes": None, "max_tokens": None, "max_flops": None,
+                    key: value}
         assert stops == expected and s.cfg.trainer.patience == 0
     a, b = (OmegaConf.to_container(s.cfg, resolve=True) for s in systems)
     assert a["model"]["kind"] == "transformer" and b["model"]["kind"] == "gpt"
-    assert {k: a[k] for k in ("data", "tokenizer", "trainer", "seed")} == {k: b[k] for k in ("data", "tokenizer", "trainer", "seed")}
+    assert ({k: a[k] for k in ("data", "tokenizer", "trainer", "seed")}
+            == {k: b[k] for k in ("data", "tokenizer", "trainer", "seed")})
 
 
 def test_plan_refuses_what_cannot_be_compared_and_takes_variants():
@@ -60,7 +73,8 @@ def test_plan_refuses_what_cannot_be_compared_and_takes_variants():
     assert systems[-1].cfg.model.prefix_lm and not systems[-2].cfg.model.prefix_lm and systems[-1].cfg.seed == 2
 
 
-TINY_RUN = ["sizes=[tiny]", "budget.mode=tokens", "trainer.precision=fp32", "budget.tokens.tiny=6000", "trainer.batch_tokens=512", "trainer.valid_every=5", "trainer.save_every=5",
+TINY_RUN = ["sizes=[tiny]", "budget.mode=tokens", "trainer.precision=fp32", "budget.tokens.tiny=6000",
+            "trainer.batch_tokens=512", "trainer.valid_every=5", "trainer.save_every=5",
             "trainer.valid_max_sentences=10", "trainer.test_max_sentences=12", "trainer.final_beam=2",
             "trainer.warmup=10", "trainer.threads=1", "report.bootstrap=100"]
 
@@ -71,11 +85,13 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     out = tmp_path / "compare"
     report = compare(cfg, out)
     text = report.read_text()
-    runs = {name: json.loads((out / "runs" / name / "results.json").read_text()) for name in ("transformer_tiny_s1", "gpt_tiny_s1")}
+    runs = {name: json.loads((out / "runs" / name / "results.json").read_text())
+            for name in ("transformer_tiny_s1", "gpt_tiny_s1")}
     configs = {name: OmegaConf.load(out / "runs" / name / "config.yaml") for name in runs}
     for name, res in runs.items():
         t = res["train"]
-        assert t["stopped_by"] == "max_tokens=6000" and 6000 <= t["tokens"] < 6000 + 2 * configs[name].trainer.batch_tokens
+        assert (t["stopped_by"] == "max_tokens=6000"
+                and 6000 <= t["tokens"] < 6000 + 2 * configs[name].trainer.batch_tokens)
         training, *tests = report_rows(text, name)[:4]  # the training table, then one table per test set
         assert training == [f"{res['model']['params']:,}", f"{t['flops'] / t['tokens']:,.0f}",
                             f"{configs[name].trainer.batch_tokens:,}", f"{t['steps']:,}", f"{t['tokens']:,}",
@@ -88,7 +104,8 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     # Same data, tokenizer, seed and schedule; only the batch budget differs, scaled to hold as many pairs.
     a, b = configs["transformer_tiny_s1"], configs["gpt_tiny_s1"]
     assert a.data == b.data and a.seed == b.seed and a.tokenizer == b.tokenizer
-    assert {k: v for k, v in a.trainer.items() if k != "batch_tokens"} == {k: v for k, v in b.trainer.items() if k != "batch_tokens"}
+    assert ({k: v for k, v in a.trainer.items() if k != "batch_tokens"}
+            == {k: v for k, v in b.trainer.items() if k != "batch_tokens"})
     assert 1.3 * a.trainer.batch_tokens < b.trainer.batch_tokens < 2.2 * a.trainer.batch_tokens
     spm = [(out / "runs" / name / "spm.model").read_bytes() for name in runs]
     assert spm[0] == spm[1]
@@ -104,10 +121,11 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
     with pytest.raises(UserError, match=r"other settings \(trainer.max_tokens differs\)"):
         compare(compare_config(*toy_data_overrides, *TINY_RUN, "budget.tokens.tiny=7000"), out)
     timed = compare(compare_config(*toy_data_overrides, *TINY_RUN, "report.decode_speed=5"), out).read_text()
-    assert "## Decode speed" in timed and len(report_rows(timed, "gpt_tiny_s1")) == len(report_rows(text, "gpt_tiny_s1")) + 1
+    assert "## Decode speed" in timed
+    assert len(report_rows(timed, "gpt_tiny_s1")) == len(report_rows(text, "gpt_tiny_s1")) + 1  # its speed row
 
 
-# ---------------------------------------------------------------------------------------------- hand-made runs
+# -------------------------------------------------------------------------------- hand-made runs
 
 def fake_run(directory, test_sets, quality: float, params: int, seed: int) -> None:
     """A run directory as the trainer leaves it: hypotheses that drop a share of the reference words."""
@@ -118,8 +136,10 @@ def fake_run(directory, test_sets, quality: float, params: int, seed: int) -> No
         (directory / "test").mkdir(parents=True, exist_ok=True)
         (directory / "test" / f"{name.replace('/', '.')}.hyp").write_text("".join(h + "\n" for h in hyps))
         test[name] = {**score(hyps, refs), "beam": 4, "seconds": 2.0}
-    history = [{"step": s, "seconds": s / 10, "tokens": s * 100, "bleu": quality * s, "nll": 5 - quality * s / 100} for s in (100, 200)]
-    results = {"model": {"name": directory.name, "params": params}, "data": {"manifest_sha256": "ab" * 32, "train_pairs": 1000},
+    history = [{"step": s, "seconds": s / 10, "tokens": s * 100, "bleu": quality * s, "nll": 5 - quality * s / 100}
+               for s in (100, 200)]
+    results = {"model": {"name": directory.name, "params": params},
+               "data": {"manifest_sha256": "ab" * 32, "train_pairs": 1000},
                "train": {"steps": 200, "seconds": 20.0, "tokens": 20000, "tokens_per_s": 1000.0, "flops": 4.2e9,
                          "stopped_by": "max_tokens=20000", "history": history},
                "test": test, "env": {"device": "cpu", "torch": "2", "git_sha": "0" * 40}}
@@ -138,7 +158,8 @@ def test_report_over_sizes_and_seeds(tmp_path):
                 directory = tmp_path / "runs" / f"{system}_{size}_s{seed}"
                 fake_run(directory, test_sets, quality + (0.05 if size == "small" else 0.0), params, seed)
                 runs.append(Run.load(directory, system, size, seed))
-    cfg = OmegaConf.create({"name": "t", "baseline": "transformer", "budget": {"mode": "tokens", "tokens": {"tiny": 2e4, "small": 2e4}},
+    cfg = OmegaConf.create({"name": "t", "baseline": "transformer",
+                            "budget": {"mode": "tokens", "tokens": {"tiny": 2e4, "small": 2e4}},
                             "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
     text = write_report(tmp_path, runs, test_sets, cfg).read_text()
     for system in ("transformer", "gpt"):
@@ -146,15 +167,18 @@ def test_report_over_sizes_and_seeds(tmp_path):
             (row,) = report_rows(text, f"{system}_{size}")
             members = [r for r in runs if (r.system, r.size) == (system, size)]
             values = [r.results["test"][SETS[0]]["bleu"] for r in members]
-            assert row[:3] == ["2", f"{members[0].params:,}", f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"]
+            assert row[:3] == ["2", f"{members[0].params:,}",
+                               f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"]
     assert (tmp_path / "params.png").is_file()
     gpt_rows = [r for r in report_rows(text, "gpt_tiny_s1") if len(r) == 7]
-    assert len(gpt_rows) == 3 and all(re.fullmatch(r"0\.\d{4}( \*)?", row[2]) for row in gpt_rows)  # p-values vs the baseline
+    # p-values against the baseline
+    assert len(gpt_rows) == 3 and all(re.fullmatch(r"0\.\d{4}( \*)?", row[2]) for row in gpt_rows)
     assert "| 1–3 |" in text and "| 6+ |" in text
     ranking = [line.split("|")[2:4] for line in text.splitlines() if re.match(r"\| \d+ \| ", line)]  # rank | run | Elo
     elo = {name.strip(): float(rating) for name, rating in ranking}
     assert len(elo) == 8 and statistics.mean(elo.values()) == pytest.approx(1000, abs=0.1)
-    assert min(v for k, v in elo.items() if k.startswith("transformer")) > max(v for k, v in elo.items() if k.startswith("gpt"))
+    assert (min(v for k, v in elo.items() if k.startswith("transformer"))
+            > max(v for k, v in elo.items() if k.startswith("gpt")))
 
     # A results.json that does not match its hypotheses, or twins with different tokenizers, are refused.
     results = runs[0].results
@@ -166,7 +190,7 @@ def test_report_over_sizes_and_seeds(tmp_path):
         write_report(tmp_path, runs, test_sets, cfg)
 
 
-# ---------------------------------------------------------------------------------------------- the verdict
+# -------------------------------------------------------------------------------- the verdict
 
 def test_default_compares_the_small_twins_on_equal_flops_with_one_recipe():
     systems = plan(compare_config())
@@ -178,11 +202,6 @@ def test_default_compares_the_small_twins_on_equal_flops_with_one_recipe():
 
 
 def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_overrides):
-    from seq2seq.data.batching import collate
-    from seq2seq.model.build import build_model
-    from seq2seq.train.flops import FlopCounter
-    from seq2seq.data.sets import encode_pairs, prepare_data
-
     cfg = compare_config("systems=study", "sizes=[tiny]", *toy_data_overrides)
     systems = {s.label: s.cfg.model for s in plan(cfg)}
     assert list(systems) == ["transformer", "gpt", "gpt_prefix", "gpt_flops"]
@@ -203,8 +222,6 @@ def test_study_adds_prefix_lm_and_a_flops_matched_decoder_only_model(toy_data_ov
 
 
 def test_verdict_says_who_is_ahead_with_intervals_and_which_predictions_held(tmp_path):
-    from seq2seq.compare.verdict import verdict
-
     pairs = toy_pairs(90, seed=3)
     test_sets = {name: ([p[0] for p in pairs[i::3]], [p[1] for p in pairs[i::3]]) for i, name in enumerate(SETS)}
     quality = {"transformer": 0.95, "gpt_prefix": 0.85, "gpt": 0.6}
@@ -221,20 +238,16 @@ def test_verdict_says_who_is_ahead_with_intervals_and_which_predictions_held(tmp
     d, lo, hi = (float(x) for x in re.search(r"by ([\d.]+) BLEU \(95% CI (-?[\d.]+) to (-?[\d.]+)", first).groups())
     assert lo <= d <= hi and lo > 0 and "significant" in first
     assert sum("mean ± sd over seeds" in line for line in lines) == len(SETS)
-    assert "small: T5 and Zhang et al. 2022: the encoder–decoder beats the parameter-matched causal decoder-only model: held (3 of 3 test sets)" in lines
+    assert ("small: T5 and Zhang et al. 2022: the encoder–decoder beats the parameter-matched causal decoder-only "
+            "model: held (3 of 3 test sets)") in lines
     assert any(line.startswith("small: Zhang et al. 2022: prefix-LM closes most of the gap: held") for line in lines)
     cfg = OmegaConf.create({"name": "t", "baseline": "transformer", "systems": systems,
-                            "budget": {"mode": "flops", "flops": {"small": 2e14}}, "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
+                            "budget": {"mode": "flops", "flops": {"small": 2e14}},
+                            "report": {"bootstrap": 100, "length_buckets": [3, 5]}})
     assert "## Verdict" in write_report(tmp_path, runs, test_sets, cfg).read_text()
 
 
 def test_attention_to_the_source_by_position_entropy_and_share():
-    import math
-
-    import torch
-
-    from seq2seq.compare.source_attention import SourceAttention, fades, position_profile
-
     uniform = torch.full((2, 3, 4, 5), 1 / 5)  # cross-attention: every row sums to 1 over 5 source pieces
     entropy, share = position_profile(uniform)
     assert torch.allclose(entropy, torch.full((4,), math.log(5))) and torch.allclose(share, torch.ones(4))
@@ -252,11 +265,6 @@ def test_attention_to_the_source_by_position_entropy_and_share():
 
 @pytest.mark.slow
 def test_the_h200_script_runs_its_whole_path_on_a_cpu(tmp_path, toy_data_overrides):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "h200_compare.py"), "--smoke", "--out", str(out),
                            "--dir", str(tmp_path / "h200"), *toy_data_overrides, "trainer.threads=1"],
@@ -265,5 +273,6 @@ def test_the_h200_script_runs_its_whole_path_on_a_cpu(tmp_path, toy_data_overrid
     summary = json.loads((out / "h200_compare.json").read_text())
     assert summary["mode"] == "smoke" and sorted(summary["runs"]) == ["gpt_prefix_tiny_s1", "gpt_tiny_s1",
                                                                      "transformer_tiny_s1"]
-    assert all(r["train"]["stopped_by"].startswith("max_flops") and r["train"]["mfu"] > 0 for r in summary["runs"].values())
+    runs = summary["runs"].values()
+    assert all(r["train"]["stopped_by"].startswith("max_flops") and r["train"]["mfu"] > 0 for r in runs)
     assert "## Verdict" in (out / "report.md").read_text() and (out / "curves.png").is_file()

@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from seq2seq.config import compose
 from seq2seq.train import checkpoint
 from seq2seq.train.distributed import shard
 from seq2seq.train.trainer import train
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # starts gloo process groups and torchrun

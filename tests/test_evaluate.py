@@ -8,9 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.prepare import prepare
 from seq2seq.evaluate import format_table, score, update_results
-from seq2seq.config import compose
 from tests.conftest import toy_pairs
 from tests.test_translator import make_model_dir
 
@@ -50,7 +50,8 @@ def test_update_results_keeps_the_other_sections_and_sets(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"model": {"name": "x"}, "test": {"a": {"bleu": 1.0}, "b": {"bleu": 2.0}}}))
     update_results(path, {"b": {"bleu": 3.0}, "c": {"bleu": 4.0}})
-    assert json.loads(path.read_text()) == {"model": {"name": "x"}, "test": {"a": {"bleu": 1.0}, "b": {"bleu": 3.0}, "c": {"bleu": 4.0}}}
+    assert json.loads(path.read_text()) == {"model": {"name": "x"},
+                                            "test": {"a": {"bleu": 1.0}, "b": {"bleu": 3.0}, "c": {"bleu": 4.0}}}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Export (issue 7 §2): the Hugging Face MarianMT / GPT-2 and CTranslate2 copies compute what our models do."""
+"""Export: the Hugging Face MarianMT / GPT-2 and CTranslate2 copies compute what our models do."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.decode.search import BANNED, greedy, max_lengths
-from seq2seq.export import ExportError
+from seq2seq.export import ExportError, marian
+from seq2seq.export.gpt2 import to_gpt2
+from seq2seq.export.marian import residual_order, to_marian
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import save_model_dir
-from seq2seq.config import compose
 from tests.conftest import toy_pairs
 
 transformers = pytest.importorskip("transformers")
@@ -78,8 +80,6 @@ def test_marian_export_loads_in_transformers_and_decodes_as_we_do(model_dir, toy
 
 
 def test_the_residual_permutation_is_what_makes_interleaved_positions_exact(model_dir, monkeypatch):
-    from seq2seq.export import marian
-
     _, model = model_dir
     monkeypatch.setattr(marian, "residual_order", lambda cfg: torch.arange(cfg.d_model))  # no permutation
     with pytest.raises(ExportError, match="does not compute what the model does"):
@@ -87,8 +87,6 @@ def test_the_residual_permutation_is_what_makes_interleaved_positions_exact(mode
 
 
 def test_halves_positions_export_without_permutation(toy_tokenizer):
-    from seq2seq.export.marian import residual_order, to_marian
-
     cfg = compose("model=transformer_tiny", "model.positional=halves", "model.tie_embeddings=false").model
     assert torch.equal(residual_order(cfg), torch.arange(cfg.d_model))
     torch.manual_seed(1)
@@ -98,7 +96,8 @@ def test_halves_positions_export_without_permutation(toy_tokenizer):
     tgt_in = src[:, :-1].clone()
     tgt_in[:, 0] = model.decoder_start_id
     with torch.no_grad():
-        diff = model(src, tgt_in) - hf(input_ids=src, attention_mask=(src != PAD).long(), decoder_input_ids=tgt_in).logits
+        diff = model(src, tgt_in) - hf(input_ids=src, attention_mask=(src != PAD).long(),
+                                       decoder_input_ids=tgt_in).logits
     assert diff[tgt_in != PAD].abs().max().item() < 1e-4
 
 
@@ -151,8 +150,6 @@ def test_pre_norm_causal_gpt_exports_to_gpt2(toy_tokenizer, tmp_path, tie):
 
 @pytest.mark.parametrize("override, message", [("model.norm=post", "post-norm"), ("model.prefix_lm=true", "prefix_lm")])
 def test_gpt_models_gpt2_cannot_hold_are_refused(toy_tokenizer, override, message):
-    from seq2seq.export.gpt2 import to_gpt2
-
     cfg = compose("model=gpt_tiny", "model.norm=pre", override).model
     with pytest.raises(ExportError, match=message):
         to_gpt2(build_model(cfg, len(toy_tokenizer)), cfg)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS, PAD, SEP
 from seq2seq.decode.search import beam_search, greedy, max_lengths, sample
@@ -14,7 +15,7 @@ from seq2seq.model.directory import load_model_dir, save_model_dir
 from seq2seq.model.gpt import DecoderOnly
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
-from seq2seq.config import compose
+from tests.conftest import memorisation_bleu
 
 V = 40
 
@@ -29,7 +30,8 @@ def gpt(seed=0, **overrides) -> DecoderOnly:
 def test_twins_have_the_same_vocabulary_width_and_parameters_within_5_percent(size):
     enc_dec = compose(f"model=transformer_{size}").model
     dec = compose(f"model=gpt_{size}").model
-    assert (dec.vocab_size, dec.d_model, dec.d_ff, dec.heads) == (enc_dec.vocab_size, enc_dec.d_model, enc_dec.d_ff, enc_dec.heads)
+    assert ((dec.vocab_size, dec.d_model, dec.d_ff, dec.heads)
+            == (enc_dec.vocab_size, enc_dec.d_model, enc_dec.d_ff, enc_dec.heads))
     a = count_parameters(build_model(enc_dec))
     b = count_parameters(build_model(dec))
     assert abs(a - b) / a < 0.05
@@ -127,7 +129,8 @@ def test_beam_one_equals_greedy_and_sampling_is_reproducible():
     b = beam_search(model, src, beam=1, lenpen=0.0, max_len_b=8)
     assert [h.tokens for h in g] == [h[0].tokens for h in b]
     assert [h.logprob for h in g] == pytest.approx([h[0].logprob for h in b], abs=1e-4)
-    draw = lambda: [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(4), max_len_b=8)]  # noqa: E731
+    draw = lambda: [h.tokens for h in sample(model, src, 1.0,  # noqa: E731
+                                             generator=torch.Generator().manual_seed(4), max_len_b=8)]
     assert draw() == draw()
 
 
@@ -160,8 +163,6 @@ def test_model_directory_round_trip_and_translator(tmp_path, toy_tokenizer):
 @pytest.mark.slow
 def test_tiny_decoder_only_model_memorises_32_pairs(toy_tokenizer):
     """Teacher forcing on `s <sep> t` with the loss on t, then left-padded beam search, learn translation."""
-    from tests.conftest import memorisation_bleu
-
     decode = lambda model, src: [h[0].tokens for h in beam_search(model, src, beam=2, max_len_b=30)]  # noqa: E731
     assert memorisation_bleu("gpt_tiny", toy_tokenizer, decode) > 90
 
@@ -190,6 +191,7 @@ def test_two_near_limit_sources_in_one_batch_run_to_their_own_caps():
     assert max_lengths(model, src, 1.0, big_b).tolist() == caps
     runs = {"greedy": [h.tokens for h in greedy(model, src, max_len_b=big_b)],
             "beam": [h[0].tokens for h in beam_search(model, src, beam=2, max_len_b=big_b)],
-            "sample": [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(0), max_len_b=big_b)]}
+            "sample": [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(0),
+                                                max_len_b=big_b)]}
     for name, outputs in runs.items():
         assert [len(t) for t in outputs] == caps, name

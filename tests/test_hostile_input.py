@@ -1,4 +1,4 @@
-"""Issue 9 §3: no line of Unicode breaks the tokenizer or translation (property-based, in-process).
+"""No line of Unicode breaks the tokenizer or translation (property-based, in-process).
 
 Lines are drawn from what real pipes carry and what breaks naive code: control and format characters,
 only whitespace, right-to-left text and its embedding marks, emoji with joiners and skin tones, stacks of
@@ -13,17 +13,19 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from seq2seq.config import compose
 from seq2seq.data.text import clean
 from seq2seq.decode.config import SearchConfig
 from seq2seq.model.build import build_model
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 
 MAX_B = 3  # output pieces per translated part (max_len_a=0): the bound on every output
 
 CONTROL = st.characters(categories=["Cc", "Cf", "Cs", "Co", "Cn"])  # controls, format, surrogates, private, unassigned
-SPACES = st.sampled_from(" \t\n\r\x0b\x0c\x1c\x85\xa0\u1680\u2000\u2009\u200b\u2028\u2029\u202f\u205f\u3000\ufeff\u2581")
-RTL = st.characters(min_codepoint=0x0590, max_codepoint=0x08FF) | st.sampled_from("\u200e\u200f\u202b\u202e\u2067\u2069")
+SPACES = st.sampled_from(" \t\n\r\x0b\x0c\x1c\x85\xa0\u1680\u2000\u2009\u200b\u2028\u2029"
+                         "\u202f\u205f\u3000\ufeff\u2581")
+RTL = (st.characters(min_codepoint=0x0590, max_codepoint=0x08FF)
+       | st.sampled_from("\u200e\u200f\u202b\u202e\u2067\u2069"))
 EMOJI = st.characters(min_codepoint=0x1F1E6, max_codepoint=0x1FAFF) | st.sampled_from(
     "\u200d\ufe0f\U0001F3FD👩👧")  # with the joiner, VS16 and a skin tone; regional indicators make flags
 COMBINING = st.characters(categories=["Mn", "Me", "Mc"])
@@ -47,7 +49,8 @@ def translators(toy_tokenizer):
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(kind=st.sampled_from(["transformer_tiny", "gpt_tiny"]), search=st.sampled_from([{"temperature": 0.0}, {"beam": 2}]),
+@given(kind=st.sampled_from(["transformer_tiny", "gpt_tiny"]),
+       search=st.sampled_from([{"temperature": 0.0}, {"beam": 2}]),
        lines=st.lists(LINE, min_size=1, max_size=4))
 @example(kind="gpt_tiny", search={"beam": 2}, lines=["", " \t\u3000", "\x00\x1b[31m", "A dog. " * 1500, "x" * 10_000])
 def test_any_line_gives_exactly_one_bounded_single_line_output(translators, kind, search, lines):

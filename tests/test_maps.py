@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seq2seq.data.tokenizer import EOS
+from seq2seq.config import compose
+from seq2seq.data.tokenizer import EOS, SEP
 from seq2seq.model.build import build_model
 from seq2seq.viz.maps import attention_maps, cross_attention, format_alignment, hard_alignment
-from seq2seq.config import compose
 
 SOURCES = [[10, 11, 12, 13, 14], [20, 21]]
 TARGETS = [[30, 31], [40, 41, 42, 43, 44, 45]]
@@ -64,8 +64,6 @@ def gpt(request):
 
 
 def test_decoder_only_maps_are_blocks_of_one_attention_matrix(gpt):
-    from seq2seq.data.tokenizer import SEP
-
     batched = attention_maps(gpt, SOURCES, TARGETS)
     for maps, src, tgt in zip(batched, SOURCES, TARGETS):
         layers, heads, s, t = 5, 4, len(src) + 1, len(tgt) + 1

@@ -8,11 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from seq2seq.config import compose
 from seq2seq.data.tokenizer import PAD
 from seq2seq.model.attention import MultiHeadAttention, causal_mask, padding_mask, record_attention, reference_attention
 from seq2seq.model.build import build_model, count_parameters
 from seq2seq.model.layers import sinusoidal_table
-from seq2seq.config import compose
 
 
 def tiny_model(**overrides):

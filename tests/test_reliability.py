@@ -1,4 +1,4 @@
-"""Issue 9: training survives kills, signals, corrupt checkpoints, non-finite losses and a full disk; nothing
+"""Training survives kills, signals, corrupt checkpoints, non-finite losses and a full disk; nothing
 unsafe is loaded; broken model directories and impossible configs are one-line errors. docs/RELIABILITY.md
 lists each fault with the test that tries it.
 
@@ -25,12 +25,12 @@ import pytest
 import torch
 
 from seq2seq.cli import main
+from seq2seq.config import compose
 from seq2seq.model.directory import ModelDirError, load_model_dir
 from seq2seq.train import checkpoint
 from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import StopRequest, TrainingError, train
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 from tests.conftest import ROOT
 from tests.test_translator import make_model_dir
 
@@ -85,7 +85,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert x["progress"]["tokens"] == y["progress"]["tokens"]
 
 
-# ---------------------------------------------------------------------------------------------- §1 kills and signals
+# -------------------------------------------------------------------------------- kills and signals
 
 def test_kill_9_at_random_moments_then_resuming_gives_the_uninterrupted_run(tmp_path, toy_data_overrides):
     steps = 45
@@ -154,7 +154,7 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path, monkeypatch, caps
         "error: interrupted; run the same command again to resume from the last checkpoint")
 
 
-# ---------------------------------------------------------------------------------------------- §1 bad checkpoints, losses, disks
+# -------------------------------------------------------------------------------- bad checkpoints, losses, disks
 
 def test_a_corrupt_newest_checkpoint_is_named_and_the_run_resumes_from_the_one_before(tmp_path, toy_data_overrides):
     args = overrides(toy_data_overrides, "trainer.save_every=3", "trainer.keep_last=5")
@@ -193,7 +193,8 @@ def test_a_non_finite_loss_skips_the_update_logs_it_and_training_goes_on(tmp_pat
     for key in before["model"]:  # step 3 changed nothing, step 4 trained again
         assert torch.equal(before["model"][key], skipped["model"][key]), key
     assert any(not torch.equal(skipped["model"][k], after["model"][k]) for k in skipped["model"])
-    for state_before, state_skipped in zip(before["optimizer"]["state"].values(), skipped["optimizer"]["state"].values()):
+    for state_before, state_skipped in zip(before["optimizer"]["state"].values(),
+                                           skipped["optimizer"]["state"].values()):
         assert all(torch.equal(state_before[k], state_skipped[k]) for k in state_before)  # Adam moments and step count
 
 
@@ -218,7 +219,8 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_whole(tmp_path, t
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     run = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
-        main(["train", *overrides(toy_data_overrides, "trainer.max_steps=9", "trainer.save_every=3"), f"hydra.run.dir={run}"])
+        main(["train", *overrides(toy_data_overrides, "trainer.max_steps=9", "trainer.save_every=3"),
+              f"hydra.run.dir={run}"])
     assert e.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: cannot write a checkpoint in {run / 'checkpoints'} (No space left on device); "
@@ -234,7 +236,7 @@ def test_an_unwritable_run_directory_is_one_line(tmp_path, toy_data_overrides):
         train(compose(*overrides(toy_data_overrides)), blocker / "run")
 
 
-# ---------------------------------------------------------------------------------------------- §2 nothing unsafe is loaded
+# -------------------------------------------------------------------------------- nothing unsafe is loaded
 
 class RunsCode:
     """Unpickling this runs `exec`: it writes the marker file."""
@@ -271,7 +273,8 @@ def test_a_model_directory_with_a_code_running_pickle_is_refused(tmp_path, toy_t
 
 def test_average_refuses_a_code_running_pickle_in_one_line(tmp_path, capsys):
     checkpoint.save({"model": {"w": torch.ones(2)}}, tmp_path / "good.pt")
-    evil, marker, out = evil_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned"), tmp_path / "pwned", tmp_path / "avg.pt"
+    evil, marker, out = (evil_checkpoint(tmp_path / "evil.pt", tmp_path / "pwned"), tmp_path / "pwned",
+                         tmp_path / "avg.pt")
     with pytest.raises(SystemExit) as e:
         main(["average", str(tmp_path / "good.pt"), str(evil), "-o", str(out)])
     err = capsys.readouterr().err
@@ -286,7 +289,7 @@ def test_init_from_a_code_running_pickle_is_refused(tmp_path, toy_data_overrides
     assert not marker.exists()
 
 
-# ---------------------------------------------------------------------------------------------- §2 model directories
+# -------------------------------------------------------------------------------- model directories
 
 @pytest.fixture(scope="module")
 def good_model_dir(toy_tokenizer, tmp_path_factory):
@@ -317,7 +320,8 @@ def truncate(name: str):
     (edit_config(lambda m: m["model"].update(decoder_layers=3)), "model.pt: weights do not match config.json"),
     (edit_config(lambda m: m["model"].update(heads=5)), "config.json: d_model (64) must be divisible by heads (5)"),
     (edit_config(lambda m: m["model"].update(kind="rnn")), "config.json: unknown model kind 'rnn'"),
-    (edit_config(lambda m: m.update(vocab_size=m["vocab_size"] + 1)), "tokenizer has 400 pieces but the model expects 401"),
+    (edit_config(lambda m: m.update(vocab_size=m["vocab_size"] + 1)),
+     "tokenizer has 400 pieces but the model expects 401"),
     (lambda d: (d / "spm.model").unlink(), "tokenizer unusable (tokenizer model not found"),
     (lambda d: (d / "spm.model").write_bytes(b"not a sentencepiece model"), "tokenizer unusable"),
     (lambda d: (d / "model.pt").unlink(), "checkpoint not found"),
@@ -333,7 +337,7 @@ def test_a_broken_model_directory_is_one_line_naming_the_problem(good_model_dir,
     assert message in text and str(directory) in text and "\n" not in text
 
 
-# ---------------------------------------------------------------------------------------------- §3 output files
+# -------------------------------------------------------------------------------- output files
 
 def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_model_dir, tmp_path, monkeypatch):
     source, out = tmp_path / "in.txt", tmp_path / "out.txt"
@@ -355,7 +359,7 @@ def test_a_translation_stopped_midway_leaves_the_old_output_file_whole(good_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]  # no temporary file left
 
 
-# ---------------------------------------------------------------------------------------------- §4 configuration
+# -------------------------------------------------------------------------------- configuration
 
 @pytest.mark.parametrize("override, message", [
     ("model.heads=3", "model.d_model=32 is not divisible by model.heads=3"),

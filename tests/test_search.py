@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.constraints import Constraints, Progress
@@ -14,7 +15,6 @@ from seq2seq.decode.contract import SearchModel, SearchState
 from seq2seq.decode.ensemble import Ensemble
 from seq2seq.decode.search import beam_search, force, greedy, length_penalty, sample, search
 from seq2seq.model.build import build_model
-from seq2seq.config import compose
 
 V = 10
 
@@ -131,7 +131,8 @@ def test_a_mixed_length_batch_decodes_as_each_sentence_alone():
 def test_sampling_is_reproducible_and_temperature_zero_is_greedy():
     model = random_tiny_model(3)
     src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
-    draw = lambda seed: [h.tokens for h in sample(model, src, 1.0, generator=torch.Generator().manual_seed(seed), max_len_b=10)]  # noqa: E731
+    draw = lambda seed: [h.tokens for h in sample(model, src, 1.0,  # noqa: E731
+                                                  generator=torch.Generator().manual_seed(seed), max_len_b=10)]
     assert draw(5) == draw(5)
     cold = sample(model, src, temperature=1e-4, generator=torch.Generator().manual_seed(0), max_len_b=10)
     assert [h.tokens for h in cold] == [h.tokens for h in greedy(model, src, max_len_b=10)]
@@ -157,7 +158,8 @@ def test_no_search_emits_pad_bos_or_sep():
     src = torch.tensor([[7, 7, 3], [7, 3, PAD]])
     outputs = [h.tokens for h in greedy(prefers_specials, src, max_len_b=6)]
     outputs += [h.tokens for hs in beam_search(prefers_specials, src, beam=3, nbest=3, max_len_b=6) for h in hs]
-    outputs += [h.tokens for h in sample(prefers_specials, src, 5.0, generator=torch.Generator().manual_seed(0), max_len_b=6)]
+    outputs += [h.tokens for h in sample(prefers_specials, src, 5.0, generator=torch.Generator().manual_seed(0),
+                                         max_len_b=6)]
     assert not banned & {t for o in outputs for t in o}
     assert greedy(prefers_specials, src, max_len_b=6)[0].tokens == [5] * 8  # the best piece left, up to the cap (2 + 6)
 
@@ -188,7 +190,8 @@ def test_both_model_kinds_and_the_fixed_model_keep_the_search_contract(name):
     ({"beam": 2, "nbest": 3}, "nbest (3) must be between 1 and beam (2)"),
     ({"max_len_a": -1.0}, "max_len_a and max_len_b must not be negative"),
     ({"temperature": -0.5}, "temperature must be 0 (greedy) or positive (got -0.5)"),
-    ({"temperature": 1.0, "nbest": 2}, "nbest needs beam search: sampling (temperature) gives one translation per line"),
+    ({"temperature": 1.0, "nbest": 2},
+     "nbest needs beam search: sampling (temperature) gives one translation per line"),
     ({"temperature": 1.0, "top_p": 0.0}, "top_k must be >= 0 and top_p in (0, 1]"),
 ])
 def test_search_config_refuses_out_of_range_settings_in_one_line(fields, message):
@@ -207,12 +210,13 @@ def test_search_config_runs_the_search_it_names():
     model = random_tiny_model(4)
     src = torch.tensor([[7, 8, 9, 10, 3], [11, 12, 3, PAD, PAD]])
     beam = search(model, src, SearchConfig(beam=3, nbest=2, max_len_b=10))
-    assert [[h.tokens for h in hs] for hs in beam] == [[h.tokens for h in hs] for hs in beam_search(model, src, beam=3, nbest=2, max_len_b=10)]
+    assert ([[h.tokens for h in hs] for hs in beam]
+            == [[h.tokens for h in hs] for hs in beam_search(model, src, beam=3, nbest=2, max_len_b=10)])
     assert [hs[0].tokens for hs in search(model, src, SearchConfig(temperature=0.0, max_len_b=10))] == \
         [h.tokens for h in greedy(model, src, max_len_b=10)]
 
 
-# ---------------------------------------------------------------------------------------------- constraints
+# -------------------------------------------------------------------------------- constraints
 
 def test_constraint_progress_unordered_ordered_and_interrupted():
     c = Constraints([[5, 6], [7]])
@@ -255,14 +259,15 @@ def test_eos_waits_for_every_constraint():
     src = torch.tensor([[7, 7, 7, 3]])
     assert beam_search(ends_at_once, src, beam=3, lenpen=0.0)[0][0].tokens == []
     for ordered in (False, True):
-        hyps = beam_search(ends_at_once, src, beam=3, nbest=3, lenpen=0.0, constraints=[Constraints([[8, 9], [6]], ordered)])[0]
+        hyps = beam_search(ends_at_once, src, beam=3, nbest=3, lenpen=0.0,
+                           constraints=[Constraints([[8, 9], [6]], ordered)])[0]
         assert len(hyps) == 3
         for h in hyps:
             assert 6 in h.tokens and any(h.tokens[k:k + 2] == [8, 9] for k in range(len(h.tokens)))
             assert not ordered or h.tokens.index(6) > h.tokens.index(8)
 
 
-# ---------------------------------------------------------------------------------------------- ensembles
+# -------------------------------------------------------------------------------- ensembles
 
 def tiny(name: str, seed: int):
     torch.manual_seed(seed)

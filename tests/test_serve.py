@@ -25,13 +25,18 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from seq2seq.bench.report import _table  # noqa: E402
+from seq2seq.bench.serve import find_chromium, markdown, measure  # noqa: E402
+from seq2seq.bench.serve import server as serve_process  # noqa: E402
 from seq2seq.cli import main  # noqa: E402
+from seq2seq.commands.serve import DEFAULT_LIMITS  # noqa: E402
+from seq2seq.config import compose  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
 from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
-from seq2seq.config import compose  # noqa: E402
+from seq2seq.viz.maps import cross_attention  # noqa: E402
 from tests.conftest import toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
 
@@ -53,8 +58,9 @@ def models(run_dir, toy_tokenizer, tmp_path_factory):
     """The trained encoder–decoder as `default`, and a random decoder-only twin as `gpt` (no results.json)."""
     torch.manual_seed(0)
     cfg = compose("model=gpt_tiny").model
-    gpt_dir = save_model_dir(tmp_path_factory.mktemp("gpt") / "model", build_model(cfg, len(toy_tokenizer)).state_dict(),
-                             cfg, len(toy_tokenizer), toy_tokenizer.path)
+    gpt_dir = save_model_dir(tmp_path_factory.mktemp("gpt") / "model",
+                             build_model(cfg, len(toy_tokenizer)).state_dict(), cfg, len(toy_tokenizer),
+                             toy_tokenizer.path)
     return {"default": ServedModel.load("default", run_dir / "model"), "gpt": ServedModel.load("gpt", gpt_dir)}
 
 
@@ -76,7 +82,8 @@ def live_server(app):
     """A real uvicorn serving `app` on 127.0.0.1 at a free port, in a thread: (server, base URL)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30, timeout_keep_alive=60))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30,
+                                           timeout_keep_alive=60))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_until(lambda: server.started)
@@ -92,7 +99,7 @@ def hypotheses(response) -> list[list[dict]]:
     return [r["hypotheses"] for r in response.json()["results"]]
 
 
-# ---------------------------------------------------------------------------------------------- answers
+# -------------------------------------------------------------------------------- answers
 
 def test_one_result_per_input_in_order_and_an_empty_input_gives_an_empty_result(client):
     r = client.post("/translate", json={"text": SENTENCES})
@@ -165,8 +172,6 @@ def test_a_seeded_sample_is_the_same_batched_with_others_or_alone(client):
 
 
 def test_attention_gives_every_layer_and_one_layer_s_heads_for_both_kinds(client, models):
-    from seq2seq.viz.maps import cross_attention
-
     for name, layers in (("default", 2), ("gpt", None)):
         r = client.post("/attention", json={"text": "The cat sees a dog.", "model": name, "beam": 1, "layer": 0})
         assert r.status_code == 200, r.text
@@ -199,10 +204,11 @@ def test_health_models_and_metrics(client):
     assert 'seq2seq_batch_sentences_bucket{le="2.0"} 1.0' in text
     assert "seq2seq_request_seconds_p99" in text
     assert "/docs" in client.get("/docs").text or client.get("/openapi.json").status_code == 200
-    assert set(client.get("/openapi.json").json()["paths"]) >= {"/translate", "/attention", "/health", "/models", "/metrics"}
+    assert set(client.get("/openapi.json").json()["paths"]) >= {"/translate", "/attention", "/health", "/models",
+                                                                 "/metrics"}
 
 
-# ---------------------------------------------------------------------------------------------- bad input
+# -------------------------------------------------------------------------------- bad input
 
 def chunked(size: int):
     for _ in range(size // 1000):
@@ -211,9 +217,11 @@ def chunked(size: int):
 
 BAD = [  # (method, path, body, headers, status, what the message says)
     ("post", "/translate", b'{"text": ', None, 400, "malformed JSON"),
-    ("post", "/translate", b"{\"text\": \"caf\xe9\"}", None, 400, "not valid UTF-8 (invalid continuation byte at byte 13)"),
+    ("post", "/translate", b"{\"text\": \"caf\xe9\"}", None, 400,
+     "not valid UTF-8 (invalid continuation byte at byte 13)"),
     ("post", "/translate", b"", None, 422, "Field required"),
-    ("post", "/translate", "form", None, 422, "the body must be a JSON object, sent with content-type: application/json"),
+    ("post", "/translate", "form", None, 422,
+     "the body must be a JSON object, sent with content-type: application/json"),
     ("post", "/translate", b'["a"]', None, 422, "valid dictionary"),
     ("post", "/translate", {"text": 3}, None, 422, "valid string"),
     ("post", "/translate", {"text": "a", "beam": "4"}, None, 422, "beam: Input should be a valid integer"),
@@ -269,7 +277,8 @@ def test_a_bad_request_gets_a_one_line_json_error_and_the_server_stays_up(client
 
 
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=30),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                           lambda inner: (st.lists(inner, max_size=3)
+                                          | st.dictionaries(st.text(max_size=5), inner, max_size=3)),
                            max_leaves=6)
 FIELDS = ["text", "model", "beam", "nbest", "temperature", "top_k", "top_p", "seed", "alignments", "layer", "other"]
 
@@ -308,7 +317,7 @@ def test_a_full_queue_gets_503_with_retry_after_and_the_queued_requests_are_answ
     assert client.post("/translate", json={"text": "Woman."}).status_code == 200
 
 
-# ---------------------------------------------------------------------------------------------- a real server
+# -------------------------------------------------------------------------------- a real server
 
 def test_a_client_that_disconnects_mid_request_harms_no_one(models):
     app = create_app(models, SMALL)
@@ -389,7 +398,7 @@ def test_fifty_concurrent_clients_each_get_their_own_answers(models):
     assert batches < clients * per_client  # requests were batched together
 
 
-# ---------------------------------------------------------------------------------------------- the page
+# -------------------------------------------------------------------------------- the page
 
 def alpha(css_colour: str) -> float:
     """The alpha of a computed `rgb(...)` / `rgba(...)` colour."""
@@ -402,8 +411,6 @@ def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(m
     """Headless Debian chromium through Playwright: translate, hover a French piece (the English pieces lit
     are those /attention weighs most), click for the heatmap, switch layers, samples that follow the
     temperature slider, both models side by side, and an API error shown as a message."""
-    from seq2seq.bench.serve import find_chromium
-
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no chromium executable (apt-get install chromium, or set SEQ2SEQ_CHROMIUM)")
@@ -425,7 +432,8 @@ def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(m
         attention = httpx.post(f"{url}/attention", json={"text": "The cat sees a dog."}).json()
         j = attention["target_pieces"].index("\u2581chat")
         check_spotlight(panel, targets.nth(j), attention["layers"][-1][j])
-        assert attention["source_pieces"][int(panel.locator(".source .piece.top").get_attribute("data-index"))] == "\u2581cat"
+        top = int(panel.locator(".source .piece.top").get_attribute("data-index"))
+        assert attention["source_pieces"][top] == "\u2581cat"
         targets.nth(j).click()
         assert panel.locator(".heatmap tbody tr").count() == len(attention["target_pieces"])
         panel.locator("select.layer").select_option("0")
@@ -441,7 +449,8 @@ def test_the_page_translates_lights_up_attention_and_samples_in_a_real_browser(m
         assert all(t.startswith("T = 0.5, seed") for t in page.locator("#samples li").all_inner_texts())
         slider.focus()
         page.keyboard.press("ArrowRight")  # the samples on show are drawn again at 0.6
-        page.wait_for_function("[...document.querySelectorAll('#samples li')].every(li => li.textContent.startsWith('T = 0.6'))")
+        page.wait_for_function("[...document.querySelectorAll('#samples li')]"
+                               ".every(li => li.textContent.startsWith('T = 0.6'))")
 
         page.check("#compare")
         page.locator('.panel[data-model="gpt"] .source .piece.marker').wait_for()
@@ -470,11 +479,9 @@ def check_spotlight(panel, target_piece, row: list[float]) -> None:
     assert lit[by_weight[0]] == pytest.approx(1.0, abs=1e-3)
 
 
-# ---------------------------------------------------------------------------------------------- the command and the bench
+# -------------------------------------------------------------------------------- the command and the bench
 
 def test_the_command_s_defaults_are_the_limits_defaults():
-    from seq2seq.commands.serve import DEFAULT_LIMITS
-
     assert DEFAULT_LIMITS == {k: v for k, v in vars(Limits()).items() if k != "batching"}
 
 
@@ -495,11 +502,8 @@ def test_serve_refuses_bad_options_in_one_line(run_dir, capsys, args, message):
 
 @pytest.mark.slow
 def test_seq2seq_serve_answers_curl_then_finishes_its_work_on_sigterm_and_the_bench_runs(run_dir):
-    from seq2seq.bench.report import _table
-    from seq2seq.bench.serve import markdown, measure, server
-
     many = [en for en, _ in toy_pairs(64, seed=3)]
-    with server(run_dir / "model", threads=1) as (proc, url), ThreadPoolExecutor(1) as pool:
+    with serve_process(run_dir / "model", threads=1) as (proc, url), ThreadPoolExecutor(1) as pool:
         r = httpx.post(f"{url}/translate", content='{"text": "The cat sees a dog."}',
                        headers={"content-type": "application/json"})
         assert r.json()["results"][0]["hypotheses"][0]["text"] == "Le chat voit un chien."

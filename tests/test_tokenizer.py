@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sentencepiece as spm
 
 from seq2seq.data.text import clean
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP, SEP_PIECE, UNK, Tokenizer, train_tokenizer
@@ -51,8 +52,6 @@ def test_identity_normalisation_keeps_typography_and_nmt_nfkc_folds_it(tmp_path)
 
 
 def test_a_model_with_other_special_ids_is_refused(tmp_path):
-    import sentencepiece as spm
-
     spm.SentencePieceTrainer.train(sentence_iterator=iter([s for p in toy_pairs(300) for s in p]),
                                    model_prefix=str(tmp_path / "plain"), vocab_size=100, minloglevel=2)
     with pytest.raises(ValueError, match="special ids"):

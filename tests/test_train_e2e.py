@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from seq2seq.config import compose
 from seq2seq.decode.search import greedy
 from seq2seq.train import checkpoint
 from seq2seq.train.trainer import train
 from seq2seq.translator import Translator
-from seq2seq.config import compose
 from tests.conftest import memorisation_bleu
 
 pytestmark = pytest.mark.slow  # trains tiny models end to end

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from seq2seq.config import compose
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.train import checkpoint
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
+from seq2seq.train.trainer import Progress, seconds_left
 
 
 def test_label_smoothed_loss_equals_a_hand_computation():
@@ -60,7 +64,7 @@ def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(tmp_path):
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('pwned')",))
 
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "x": Evil()}, path)
@@ -115,13 +119,6 @@ def test_label_smoothed_loss_matches_torch_cross_entropy():
 
 
 def test_eta_follows_the_budget_that_binds_first():
-    import math
-
-    from omegaconf import OmegaConf
-
-    from seq2seq.train.trainer import Progress, seconds_left
-    from seq2seq.config import compose
-
     tcfg = OmegaConf.create({"max_steps": 1000, "max_tokens": None, "max_flops": None})
     progress = Progress(step=100, seconds=50.0, tokens=400_000, flops=1e12)
     assert seconds_left(tcfg, Progress(), math.inf) is None  # nothing measured yet

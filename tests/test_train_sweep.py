@@ -8,7 +8,6 @@ import math
 import sys
 
 import pytest
-
 from hydra.experimental.callback import Callback
 
 from seq2seq.cli import main

@@ -9,13 +9,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+import seq2seq.commands.translate as translate_command
 from seq2seq.cli import main
-from tests.conftest import ROOT
+from seq2seq.data.tokenizer import train_tokenizer
+from tests.conftest import ROOT, toy_pairs
 from tests.test_translator import make_model_dir
 
 FAST = ["--beam", "1", "--max-len-b", "4"]
@@ -106,16 +110,14 @@ def test_user_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, arg
 
 
 def test_interactive_translates_each_line_typed(model_dir, tmp_path, capsys, monkeypatch):
-    import seq2seq.commands.translate as command
-
-    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(translate_command, "HISTORY", tmp_path / "history")
     translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat.\n\nA dog.\n", monkeypatch=monkeypatch)
     out = capsys.readouterr().out
     assert out.count("> ") == 4  # three prompts answered, then end of input at the fourth
     assert len(out.replace("> ", "").split("\n")) == 4
 
 
-# ---------------------------------------------------------------------------------------------- subprocesses
+# -------------------------------------------------------------------------------- subprocesses
 
 def run_cli(*args, stdin: bytes, **kwargs):
     return subprocess.run([sys.executable, "-m", "seq2seq", "translate", *map(str, args)], input=stdin, check=False,
@@ -141,8 +143,8 @@ def test_a_closed_pipe_ends_quietly(model_dir, tmp_path):
     source.write_text("".join(f"The cat sees {i} dogs.\n" for i in range(300)))
     with source.open("rb") as stdin:
         proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
-                                 "--buffer-size", "1", "--threads", "1"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=ROOT)
+                                 "--buffer-size", "1", "--threads", "1"], stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=ROOT)
         first = proc.stdout.readline()  # like `| head -1`: read one line, then go away
         proc.stdout.close()
         err = proc.stderr.read().decode()
@@ -178,16 +180,14 @@ def test_a_prefix_file_of_another_length_is_refused_before_any_work(model_dir, t
 
 
 def test_interactive_takes_a_prefix_after_three_bars(model_dir, tmp_path, capsys, monkeypatch):
-    import seq2seq.commands.translate as command
-
-    monkeypatch.setattr(command, "HISTORY", tmp_path / "history")
+    monkeypatch.setattr(translate_command, "HISTORY", tmp_path / "history")
     translate("--model", model_dir, *FAST, "--interactive", stdin=b"The cat. ||| Une maison \nThe cat.\n",
               monkeypatch=monkeypatch)
     answers = capsys.readouterr().out.replace("> ", "").splitlines()
     assert answers[0].startswith("Une maison") and not answers[1].startswith("Une maison")
 
 
-# ---------------------------------------------------------------------------------------------- score
+# -------------------------------------------------------------------------------- score
 
 def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_path, capsys):
     src, tgt = tmp_path / "x.en", tmp_path / "x.fr"
@@ -200,7 +200,8 @@ def test_score_prints_one_line_per_pair_and_jsonl_has_the_pieces(model_dir, tmp_
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(first["token_logprobs"]) == len(first["pieces"]) + 1 and second["pieces"] == []
     assert first["logprob"] == pytest.approx(sum(first["token_logprobs"]), abs=1e-3)
-    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]], abs=1e-3)
+    assert [float(x) for x in lines[0].split("\t")] == pytest.approx([first["logprob"], first["mean"], first["score"]],
+                                                                     abs=1e-3)
 
 
 def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_path, capsys):
@@ -213,7 +214,7 @@ def test_score_refuses_files_of_different_lengths_in_one_line(model_dir, tmp_pat
     assert e.value.code == 2 and err == f"error: {src} has 2 lines but {tgt} has 1\n"
 
 
-# ---------------------------------------------------------------------------------------------- long files
+# -------------------------------------------------------------------------------- long files
 
 def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, capsys):
     source = tmp_path / "in.en"
@@ -228,16 +229,14 @@ def test_progress_bar_on_request_and_none_when_turned_off(model_dir, tmp_path, c
 
 
 def start_resumable(model_dir, source, out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST, "--threads", "1",
-                             "--format", "jsonl", "--buffer-size", "1", "-i", str(source), "-o", str(out), "--resume",
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
+                             "--threads", "1", "--format", "jsonl", "--buffer-size", "1", "-i", str(source),
+                             "-o", str(out), "--resume", *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
 
 
 def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
     """Send `signal_number` once `partial` holds `lines` lines."""
-    import signal
-    import time
-
     deadline = time.monotonic() + 120
     while not (partial.exists() and partial.read_bytes().count(b"\n") >= lines):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
@@ -250,8 +249,6 @@ def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGINT"])
 def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_path, signal_name):
-    import signal
-
     sources = [f"The cat sees {i} dogs." for i in range(200)]
     source, out = tmp_path / "in.en", tmp_path / "out.fr"
     source.write_text("\n".join(sources) + "\n")
@@ -271,8 +268,6 @@ def test_an_interrupted_job_resumes_without_a_line_lost_or_twice(model_dir, tmp_
 
 @pytest.mark.slow
 def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
-    import signal
-
     source, out = tmp_path / "in.en", tmp_path / "out.fr"
     source.write_text("".join(f"The dog sees {i} cats.\n" for i in range(200)))
     stop_midway(start_resumable(model_dir, source, out), tmp_path / "out.fr.partial", signal.SIGKILL)
@@ -284,7 +279,7 @@ def test_resume_refuses_a_partial_file_made_otherwise(model_dir, tmp_path):
     assert (tmp_path / "out.fr.partial").read_bytes() == before
 
 
-# ---------------------------------------------------------------------------------------------- constraints
+# -------------------------------------------------------------------------------- constraints
 
 def test_constraints_file_puts_every_phrase_in_its_line(model_dir, tmp_path, capsys):
     source, constraints = tmp_path / "in.en", tmp_path / "terms.fr"
@@ -310,7 +305,7 @@ def test_constraints_file_errors_are_one_line_before_any_work(model_dir, tmp_pat
     assert e.value.code == 2 and err == f"error: {message}\n"
 
 
-# ---------------------------------------------------------------------------------------------- ensembles
+# -------------------------------------------------------------------------------- ensembles
 
 def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, toy_tokenizer, tmp_path, capsys):
     other = make_model_dir(tmp_path / "other", toy_tokenizer)  # same tokenizer, same seed: the same weights
@@ -325,14 +320,13 @@ def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(model_dir, t
 
 
 def test_an_ensemble_refuses_models_with_different_tokenizers_in_one_line(model_dir, tmp_path, capsys):
-    from seq2seq.data.tokenizer import train_tokenizer
-    from tests.conftest import toy_pairs
-
     pairs = toy_pairs(500, seed=3)
     other_tokenizer = train_tokenizer([s for p in pairs for s in p], tmp_path / "other.model", vocab_size=350)
     other = make_model_dir(tmp_path / "other", other_tokenizer)
-    for command in (["translate", "x"], ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
+    for command in (["translate", "x"],
+                    ["score", "--src", str(other / "config.json"), "--tgt", str(other / "config.json")]):
         with pytest.raises(SystemExit) as e:
             main([*command, "--model", str(model_dir), "--model", str(other)])
         err = capsys.readouterr().err
-        assert e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err and str(other) in err
+        assert (e.value.code == 2 and err.count("\n") == 1 and "an ensemble needs one tokenizer" in err
+                and str(other) in err)

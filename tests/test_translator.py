@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq2seq.config import compose
 from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
 from seq2seq.decode.config import SearchConfig
@@ -24,7 +25,6 @@ from seq2seq.model.directory import ModelDirError, save_model_dir
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.translator import Translator
 from seq2seq.viz.maps import alignments as map_alignments
-from seq2seq.config import compose
 from tests.conftest import FR, toy_pairs
 
 
@@ -226,8 +226,8 @@ def test_decoder_only_model_gets_alignments_and_explain_too(toy_tokenizer):
     model = build_model(compose("model=gpt_tiny").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
     for options in ({"beam": 3, "nbest": 2}, {"temperature": 0.0}):
-        t = translator.translate_full(["The cat sees a dog.", ""], SearchConfig(max_len_b=5, **options), alignments=True,
-                                         explain=True)[0]
+        t = translator.translate_full(["The cat sees a dog.", ""], SearchConfig(max_len_b=5, **options),
+                                      alignments=True, explain=True)[0]
         for pieces, pairs in zip(t.pieces, t.alignments):
             assert [j for _, j in pairs] == list(range(len(pieces)))
             assert all(0 <= i < len(t.source_pieces) for i, _ in pairs)
@@ -256,12 +256,13 @@ def test_unknown_precision_and_int8_off_cpu_are_refused(toy_tokenizer):
         Translator(model, toy_tokenizer, "cuda", precision="int8")  # refused before anything touches the device
 
 
-# ---------------------------------------------------------------------------------------------- target prefix
+# -------------------------------------------------------------------------------- target prefix
 
 PREFIX_SOURCES = ["The cat sees a dog.", "A big man eats the red ball."]
 
 
-@pytest.mark.parametrize("search", [SearchConfig(beam=4), SearchConfig(temperature=1.0, seed=1), SearchConfig(temperature=0.0)])
+@pytest.mark.parametrize("search", [SearchConfig(beam=4), SearchConfig(temperature=1.0, seed=1),
+                                    SearchConfig(temperature=0.0)])
 def test_a_target_prefix_begins_every_translation_and_search_goes_on_after_it(trained, search):
     out = trained.translate_full(PREFIX_SOURCES, search, target_prefix=["Un chien voit ", "Le petit"])
     assert out[0].text.startswith("Un chien voit ") and len(out[0].text) > len("Un chien voit ")
@@ -281,7 +282,8 @@ def test_a_prefix_ending_mid_word_may_continue_that_word(trained):
 def test_a_prefix_longer_than_the_length_cap_is_the_output_with_a_warning(trained):
     del trained.warnings[:]
     prefix = "Le chat voit un chien rouge"
-    for search in (SearchConfig(beam=3, max_len_a=0.0, max_len_b=3), SearchConfig(temperature=0.5, max_len_a=0.0, max_len_b=3)):
+    for search in (SearchConfig(beam=3, max_len_a=0.0, max_len_b=3),
+                   SearchConfig(temperature=0.5, max_len_a=0.0, max_len_b=3)):
         out = trained.translate_full(["The cat sees a dog."], search, target_prefix=[prefix])[0]
         assert out.text == prefix
     assert len(trained.warnings) == 2 and "length cap of 3" in trained.warnings[0]
@@ -298,11 +300,12 @@ def test_the_decoder_only_model_honours_a_target_prefix(toy_tokenizer):
     translator = Translator(model, toy_tokenizer)
     forced = toy_tokenizer.encode(["Le chat voit"])[0]
     for search in (SearchConfig(beam=3, max_len_b=12), SearchConfig(temperature=1.0, seed=0, max_len_b=12)):
-        out = translator.translate_full(["The cat sees a dog.", "A man."], search, target_prefix=["Le chat voit ", None])
+        out = translator.translate_full(["The cat sees a dog.", "A man."], search,
+                                        target_prefix=["Le chat voit ", None])
         assert out[0].hypotheses[0].tokens[: len(forced)] == forced and out[0].text.startswith("Le chat voit")
 
 
-# ---------------------------------------------------------------------------------------------- scoring
+# -------------------------------------------------------------------------------- scoring
 
 def test_the_score_of_the_models_own_output_is_the_searchs_score(trained):
     sources = [en for en, _ in toy_pairs(12, seed=5)]
@@ -322,7 +325,8 @@ def test_scores_are_the_teacher_forced_log_probabilities(toy_tokenizer, name):
     torch.manual_seed(0)
     model = build_model(compose(f"model={name}").model, len(toy_tokenizer)).eval()
     translator = Translator(model, toy_tokenizer)
-    sources, targets = ["The cat sees a dog.", "A man.", "Red."], ["Le chat voit un chien.", "", "Un grand homme rouge."]
+    sources = ["The cat sees a dog.", "A man.", "Red."]
+    targets = ["Le chat voit un chien.", "", "Un grand homme rouge."]
     scored = translator.score(sources, targets, batch_size=2)
     pairs = list(zip(toy_tokenizer.encode(sources), toy_tokenizer.encode(targets)))
     with torch.no_grad():
@@ -340,14 +344,15 @@ def test_score_needs_one_target_per_source(trained):
         trained.score(["A.", "B."], ["Un."])
 
 
-# ---------------------------------------------------------------------------------------------- constraints
+# -------------------------------------------------------------------------------- constraints
 
 def test_every_constraint_appears_in_the_trained_models_output(trained):
     sources = [en for en, _ in toy_pairs(10, seed=3)]
     wanted = [["maison"], ["rouge", "petit"], ["chien dort"], ["ballon", "homme", "femme"], [], ["voit"],
               ["grand"], ["court"], ["le chat", "un chien"], ["mange"]]
     plain = trained.translate(sources, beam=4)
-    assert sum(all(w in p.split() for w in c if " " not in w) for p, c in zip(plain, wanted) if c) < 5  # not there by luck
+    # not there by luck
+    assert sum(all(w in p.split() for w in c if " " not in w) for p, c in zip(plain, wanted) if c) < 5
     for search in (SearchConfig(beam=4), SearchConfig(beam=4, constraints_ordered=True)):
         out = trained.translate_full(sources, search, constraints=wanted)
         for t, phrases in zip(out, wanted):
@@ -361,7 +366,8 @@ def test_a_small_beam_is_raised_once_and_an_impossible_constraint_dropped(traine
     del trained.warnings[:]
     trained._said_beam = False
     sources = ["The cat sees a dog.", "A man eats."]
-    out = trained.translate_full(sources, SearchConfig(beam=2), constraints=[["rouge", "petit", "maison"], ["grand", "petit"]])
+    out = trained.translate_full(sources, SearchConfig(beam=2),
+                                 constraints=[["rouge", "petit", "maison"], ["grand", "petit"]])
     assert all(w in out[0].text.split() for w in ("rouge", "petit", "maison"))
     (said,) = [w for w in trained.warnings if "raised" in w]  # once, though both lines needed it
     assert said.startswith("warning: beam 2 is too small for ") and "raised to the number of constraints + 1" in said

@@ -1,4 +1,4 @@
-"""`make bench` (`python -m seq2seq.bench`): ours against the peers, side by side in one run (issue 7 §1).
+"""`make bench` (`python -m seq2seq.bench`): ours against the peers, side by side in one run.
 
 1. Training throughput of our models against Hugging Face models of the identical config and against
    torch.nn models of the same shape, on the same batches of the real corpora (training.py, peers.py).
@@ -17,18 +17,37 @@ anything on a shared machine. `--quick` is a smoke run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import os
+import platform
+import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from seq2seq.config import compose
+import torch
+
+from seq2seq.bench import decoding, report, serve, training
+from seq2seq.bench.measure import translate_memory
+from seq2seq.bench.peers import IMPLEMENTATIONS
+from seq2seq.config import compose, model_config
+from seq2seq.data.batching import layout_of
+from seq2seq.data.corpora import DataError
+from seq2seq.data.prepare import read_split
+from seq2seq.data.sets import active_sets, encode_pairs, read_sets
+from seq2seq.data.text import clean
+from seq2seq.data.tokenizer import Tokenizer, tokenizer_path
+from seq2seq.decode.search import max_lengths
+from seq2seq.errors import UserError
+from seq2seq.export import ExportError, export
+from seq2seq.model.build import build_model
+from seq2seq.model.directory import default_model_dir, load_model_dir, save_model_dir
 
 QUICK = dict(models="transformer_small,gpt_small", batches=2, warmup=1, batch_tokens=2000, sentences=16, repeat=1,
              translate_lines=500, serve_sentences=16, serve_requests=200)
-FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None, sentences=None,
-            repeat=2, translate_lines=100_000, serve_sentences=256, serve_requests=10_000)
+FULL = dict(models="transformer_small,transformer_base,gpt_small", batches=10, warmup=2, batch_tokens=None,
+            sentences=None, repeat=2, translate_lines=100_000, serve_sentences=256, serve_requests=10_000)
 SECTIONS = ("training", "decoding", "translate", "serve")
 TEST_SET = "multi30k/test_2016_flickr"
 
@@ -39,22 +58,26 @@ def parse_args(argv):
     p.add_argument("--models", help=f"model configs to train (default {FULL['models']}; quick: {QUICK['models']})")
     p.add_argument("--batches", type=int, help="timed training batches per implementation (default 10; quick 2)")
     p.add_argument("--warmup", type=int, help="untimed training batches first (default 2; quick 1)")
-    p.add_argument("--batch-tokens", type=int, help="tokens per training batch (default: the default experiment's; quick 2000)")
+    p.add_argument("--batch-tokens", type=int,
+                   help="tokens per training batch (default: the default experiment's; quick 2000)")
     p.add_argument("--sentences", type=int, help=f"sentences of {TEST_SET} to decode (default all; quick 16)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per decoding batch (default 64)")
     p.add_argument("--repeat", type=int, help="decoding runs per measurement, the fastest counts (default 2; quick 1)")
     p.add_argument("--model", type=Path, help="model directory to decode with (default: the latest trained run; "
                                               "none: a random-init --decode-config)")
     p.add_argument("--decode-config", default="transformer_small", help="model config for random-init decoding weights")
-    p.add_argument("--translate-lines", type=int, help="lines for the translate memory check (default 100000; quick 500)")
+    p.add_argument("--translate-lines", type=int,
+                   help="lines for the translate memory check (default 100000; quick 500)")
     p.add_argument("--translate-config", default="transformer_tiny", help="model config for the translate memory check")
-    p.add_argument("--serve-sentences", type=int, help="sentences sent to `seq2seq serve` at each load (default 256; quick 16)")
+    p.add_argument("--serve-sentences", type=int,
+                   help="sentences sent to `seq2seq serve` at each load (default 256; quick 16)")
     p.add_argument("--serve-clients", default="1,8,64", help="concurrent clients, comma-separated (default 1,8,64)")
     p.add_argument("--serve-requests", type=int,
                    help="requests over which the server's RSS is sampled (default 10000; quick 200; 0: none)")
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out (repeatable)")
     p.add_argument("--data", type=Path, help="prepared data directory (default: the config's data.out_dir)")
-    p.add_argument("--tokenizer", type=Path, help="SentencePiece model (default: the data step's for the default config)")
+    p.add_argument("--tokenizer", type=Path,
+                   help="SentencePiece model (default: the data step's for the default config)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     p.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"), help="markdown file to append to")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -67,9 +90,6 @@ def parse_args(argv):
 
 
 def machine() -> str:
-    import platform
-    import subprocess
-
     name = platform.processor() or platform.machine()
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
@@ -81,8 +101,6 @@ def machine() -> str:
 
 
 def versions() -> str:
-    import importlib.metadata as md
-
     found = []
     for package in ("torch", "transformers", "ctranslate2"):
         try:
@@ -100,25 +118,12 @@ def command_line(argv: list[str]) -> str:
 
 def random_model_dir(config: str, tokenizer, directory: Path) -> Path:
     """A model directory with random-init weights of `config` and our tokenizer."""
-    import torch
-
-    from seq2seq.model.build import build_model
-    from seq2seq.model.directory import save_model_dir
-
-    from seq2seq.config import model_config
-
     cfg = model_config(config)
     torch.manual_seed(1)
     return save_model_dir(directory, build_model(cfg, len(tokenizer)).state_dict(), cfg, len(tokenizer), tokenizer.path)
 
 
 def run_training(args, cfg, tokenizer, results, log) -> None:
-    from seq2seq.bench import training
-    from seq2seq.bench.peers import IMPLEMENTATIONS
-    from seq2seq.data.batching import layout_of
-    from seq2seq.config import model_config
-    from seq2seq.data.sets import active_sets, encode_pairs, read_sets
-
     names = active_sets(cfg.data, "train_sets")
     pairs = encode_pairs(tokenizer, *read_sets(cfg.data, names), cfg.trainer.max_len)
     batch_tokens = args.batch_tokens or cfg.trainer.batch_tokens
@@ -138,9 +143,6 @@ def run_training(args, cfg, tokenizer, results, log) -> None:
 def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
     """(the model directory to decode with, how the report names its weights): --model, else the latest
     trained run, else random-init weights of --decode-config."""
-    from seq2seq.errors import UserError
-    from seq2seq.model.directory import default_model_dir
-
     if args.model is not None:
         return args.model, f"`{args.model}`"
     try:
@@ -155,13 +157,6 @@ def decode_model_dir(args, tokenizer, work: Path) -> tuple[Path, str]:
 
 
 def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench import decoding
-    from seq2seq.data.prepare import read_split
-    from seq2seq.data.text import clean
-    from seq2seq.decode.search import max_lengths
-    from seq2seq.export import ExportError, export
-    from seq2seq.model.directory import load_model_dir
-
     model_dir, weights = decode_model_dir(args, tokenizer, work)
     model, model_tokenizer, _ = load_model_dir(model_dir)
     sources = read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0][: args.sentences]
@@ -196,9 +191,6 @@ def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
 
 
 def run_translate(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench.measure import translate_memory
-    from seq2seq.data.prepare import read_split
-
     sources = [s for s in read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0] if s.strip()]
     lines = (sources * (args.translate_lines // len(sources) + 1))[: args.translate_lines]
     text = work / "translate.txt"
@@ -210,9 +202,6 @@ def run_translate(args, cfg, tokenizer, results, work: Path, log) -> None:
 
 
 def run_serve(args, cfg, tokenizer, results, work: Path, log) -> None:
-    from seq2seq.bench import serve
-    from seq2seq.data.prepare import read_split
-
     model_dir, weights = decode_model_dir(args, tokenizer, work)
     sources = [s for s in read_split(cfg.data.out_dir, TEST_SET, cfg.data.src_lang, cfg.data.tgt_lang)[0] if s.strip()]
     clients = [int(n) for n in args.serve_clients.split(",")]
@@ -223,19 +212,16 @@ def run_serve(args, cfg, tokenizer, results, work: Path, log) -> None:
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from seq2seq.bench import report
-    from seq2seq.data.corpora import DataError
-    from seq2seq.data.tokenizer import Tokenizer, tokenizer_path
 
     cfg = compose(*([f"data.out_dir={args.data}"] if args.data else []))
     tok_path = args.tokenizer or tokenizer_path(cfg.data.out_dir, cfg.tokenizer)
     if not Path(tok_path).is_file() or not (Path(cfg.data.out_dir) / "manifest.json").is_file():
-        print(f"error: no prepared data ({Path(cfg.data.out_dir) / 'manifest.json'}, {tok_path}): run `make data` first",
-              file=sys.stderr)
+        print(f"error: no prepared data ({Path(cfg.data.out_dir) / 'manifest.json'}, {tok_path}): "
+              "run `make data` first", file=sys.stderr)
         sys.exit(2)
     tokenizer = Tokenizer(tok_path)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command_line(argv),
+    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "command": command_line(argv),
                "machine": machine(), "threads": args.threads, "versions": versions(), "vocab_size": len(tokenizer),
                "tokenizer": str(tok_path), "load": [os.getloadavg()[0]]}
     try:

@@ -21,6 +21,10 @@ import torch
 
 from seq2seq.bench.measure import Worker, in_turns
 from seq2seq.data.tokenizer import EOS, PAD
+from seq2seq.decode.precision import autocast, prepare
+from seq2seq.decode.search import beam_search, greedy
+from seq2seq.model.directory import load_model_dir
+from seq2seq.model.transformer import EncoderDecoder
 
 SEARCHES = {"greedy": 1, "beam 4": 4}
 LENPEN = 0.6
@@ -31,18 +35,12 @@ class Ours:
     (seq2seq/decode/precision.py: fp32, bf16 autocast, int8 dynamic quantization)."""
 
     def __init__(self, model_dir: str, batches: list[list[list[int]]], threads: int, precision: str = "fp32"):
-        from seq2seq.decode.precision import prepare
-        from seq2seq.model.directory import load_model_dir
-
         torch.set_num_threads(threads)
         self.model = prepare(load_model_dir(model_dir)[0], precision, torch.device("cpu"))
         self.precision = precision
         self.sources = [self.model.make_source(b) for b in batches]
 
     def decode(self, index: int, beam: int, use_cache: bool = True) -> list[list[int]]:
-        from seq2seq.decode.precision import autocast
-        from seq2seq.decode.search import beam_search, greedy
-
         src = self.sources[index]
         with autocast(self.precision, src.device):
             if beam == 1:
@@ -54,9 +52,7 @@ class HuggingFace:
     """`generate()` of the exported MarianMTModel; `limits`: our length caps, per sentence of each batch."""
 
     def __init__(self, hf_dir: str, batches: list[list[list[int]]], limits: list[list[int]], threads: int):
-        from transformers import MarianMTModel
-
-        from seq2seq.model.transformer import EncoderDecoder
+        from transformers import MarianMTModel  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         torch.set_num_threads(threads)
         self.hf = MarianMTModel.from_pretrained(hf_dir).eval()
@@ -66,8 +62,9 @@ class HuggingFace:
     @torch.no_grad()
     def decode(self, index: int, beam: int) -> list[list[int]]:
         src, max_new = self.inputs[index]
-        generated = self.hf.generate(input_ids=src, attention_mask=(src != PAD).long(), num_beams=beam, do_sample=False,
-                                     max_new_tokens=max_new, max_length=None, length_penalty=LENPEN if beam > 1 else 1.0)
+        generated = self.hf.generate(input_ids=src, attention_mask=(src != PAD).long(), num_beams=beam,
+                                     do_sample=False, max_new_tokens=max_new, max_length=None,
+                                     length_penalty=LENPEN if beam > 1 else 1.0)
         out = []
         for tokens in generated.tolist():
             tokens = tokens[1:] if tokens and tokens[0] == self.start else tokens
@@ -80,7 +77,7 @@ class CTranslate2:
 
     def __init__(self, ct2_dir: str, batches: list[list[list[str]]], limits: list[list[int]], threads: int,
                  compute_type: str):
-        import ctranslate2
+        import ctranslate2  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         self.translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
                                                  intra_threads=threads, inter_threads=1)
@@ -116,7 +113,8 @@ def speeds(table: dict, n_batches: int, n_sentences: int, repeat: int = 1, isola
     rows = {(name, search): {"engine": name, "search": search, "sentences": n_sentences, "seconds": float("inf"),
                              "peak_rss_mib": 0.0, "outputs": None} for name in names for search in SEARCHES}
     with ExitStack() as stack:
-        workers = {name: stack.enter_context(Worker(factory, isolate, **kwargs)) for name, (factory, kwargs, _) in table.items()}
+        workers = {name: stack.enter_context(Worker(factory, isolate, **kwargs))
+                   for name, (factory, kwargs, _) in table.items()}
         for name in names:  # warm-up: the first batch, untimed
             workers[name].call("decode", 0, 1, *table[name][2])
         for search, beam in SEARCHES.items():

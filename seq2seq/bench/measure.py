@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import traceback
 
 try:
     import psutil
@@ -66,8 +70,6 @@ class PeakRSS:
 
 def _serve(conn, factory, kwargs) -> None:
     """The worker process: build the object, then run the calls that come down the pipe."""
-    import traceback
-
     try:
         obj = factory(**kwargs)
         conn.send(("ok", None))
@@ -139,16 +141,13 @@ def in_turns(names: list, i: int) -> list:
 def translate_memory(model_dir: str, input_file: str, threads: int, every: int) -> dict:
     """Run `seq2seq translate --temperature 0` (greedy) over `input_file` and sample its RSS every `every`
     output lines: bounded memory means the late samples stay at the early ones."""
-    import subprocess
-    import sys
-    import tempfile
-
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     command = [sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), "-i", str(input_file),
                "--temperature", "0"]
     samples, lines = [], 0
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as stderr, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env) as proc:
+    with tempfile.TemporaryFile() as stderr, \
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env) as proc:
         with PeakRSS(proc.pid, interval=0.05) as peak:
             for _ in proc.stdout:
                 lines += 1
@@ -158,5 +157,6 @@ def translate_memory(model_dir: str, input_file: str, threads: int, every: int) 
         stderr.seek(0)
         error = stderr.read().decode(errors="replace").strip()
     if proc.returncode:
-        raise RuntimeError(f"seq2seq translate exited with {proc.returncode}: {error.splitlines()[-1] if error else ''}")
+        raise RuntimeError(f"seq2seq translate exited with {proc.returncode}: "
+                           f"{error.splitlines()[-1] if error else ''}")
     return {"lines": lines, "seconds": time.perf_counter() - start, "samples": samples, "peak_rss_mib": peak.mib}

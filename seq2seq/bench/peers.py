@@ -15,6 +15,9 @@ import torch
 from torch import nn
 
 from seq2seq.data.tokenizer import PAD
+from seq2seq.export.gpt2 import gpt2_config
+from seq2seq.export.marian import marian_config
+from seq2seq.model.build import build_model
 from seq2seq.model.layers import Embeddings
 
 IMPLEMENTATIONS = ("ours", "hf", "torch")
@@ -73,15 +76,11 @@ class HuggingFace(nn.Module):
         super().__init__()
         self.kind = cfg.kind
         if cfg.kind == "transformer":
-            from transformers import MarianMTModel
-
-            from seq2seq.export.marian import marian_config
+            from transformers import MarianMTModel  # noqa: PLC0415 - lazy: optional package (bench extra)
 
             self.hf = MarianMTModel(marian_config(cfg, vocab_size))
         else:
-            from transformers import GPT2LMHeadModel
-
-            from seq2seq.export.gpt2 import gpt2_config
+            from transformers import GPT2LMHeadModel  # noqa: PLC0415 - lazy: optional package (bench extra)
 
             self.hf = GPT2LMHeadModel(gpt2_config(cfg, vocab_size))
 
@@ -95,8 +94,6 @@ class HuggingFace(nn.Module):
 def build(implementation: str, cfg, vocab_size: int) -> nn.Module:
     """A model with `logits(batch)`: ours (build_model), Hugging Face's or torch.nn's."""
     if implementation == "ours":
-        from seq2seq.model.build import build_model
-
         return build_model(cfg, vocab_size)
     if implementation == "hf":
         return HuggingFace(cfg, vocab_size)

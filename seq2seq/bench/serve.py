@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +39,7 @@ def free_port() -> int:
 def server(models, threads: int, batching: bool = True):
     """A `seq2seq serve` process on a free port for a model directory (or a list of `[NAME=]DIR`):
     (process, base URL); SIGTERM at the end."""
-    import httpx
+    import httpx  # noqa: PLC0415 - lazy: optional package (bench extra)
 
     port = free_port()
     specs = [str(models)] if isinstance(models, (str, Path)) else [str(m) for m in models]
@@ -70,7 +72,7 @@ def server(models, threads: int, batching: bool = True):
 async def _clients(url: str, sentences: list[str], clients: int, on_answer=None) -> tuple[list[float], float]:
     """`clients` concurrent clients sending `sentences`, one a request, each taking the next one left:
     (latencies in seconds, wall seconds)."""
-    import httpx
+    import httpx  # noqa: PLC0415 - lazy: optional package (bench extra)
 
     todo, latencies = iter(sentences), []
 
@@ -135,8 +137,8 @@ def measure(model_dir, sentences: list[str], threads: int, rss_requests: int, cl
                     f"p50 {row['p50_ms']:7.0f} ms  p99 {row['p99_ms']:7.0f} ms")
             if batching and rss_requests:
                 out["memory"] = memory(url, proc.pid, sentences, rss_requests)
-                log(f"serve: RSS {out['memory']['samples'][0][1]:.0f} -> {out['memory']['samples'][-1][1]:.0f} MiB over "
-                    f"{rss_requests:,} requests")
+                samples = out["memory"]["samples"]
+                log(f"serve: RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MiB over {rss_requests:,} requests")
     return out
 
 
@@ -159,8 +161,8 @@ def markdown(s: dict, table) -> list[str]:
            f"{s['sentences']} sentences of {s['test_set']}, one per request, beam 4; weights: {s['weights']}. "
            "Clients (httpx) and server share the machine. `seq2seq translate` gets the same sentences at once "
            "(sorted, batches of 64): the ceiling.", ""]
-    rows = [[r["server"], str(r["clients"]), f"{r['sentences_per_s']:,.1f}", f"{r['p50_ms']:,.0f}", f"{r['p99_ms']:,.0f}"]
-            for r in s["rows"]]
+    rows = [[r["server"], str(r["clients"]), f"{r['sentences_per_s']:,.1f}", f"{r['p50_ms']:,.0f}",
+             f"{r['p99_ms']:,.0f}"] for r in s["rows"]]
     rows.append(["`seq2seq translate`", "—", f"{s['ceiling']['sentences_per_s']:,.1f}", "", ""])
     out += table(["server", "clients", "sentences/s", "p50 (ms)", "p99 (ms)"], 1, rows) + [""]
     if "memory" in s:
@@ -174,8 +176,5 @@ def markdown(s: dict, table) -> list[str]:
 
 def find_chromium() -> str | None:
     """Debian's chromium (or $SEQ2SEQ_CHROMIUM), which Playwright drives; None when there is none."""
-    import os
-    import shutil
-
     found = os.environ.get("SEQ2SEQ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     return found if found and os.access(found, os.X_OK) else None

@@ -15,10 +15,13 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.bench.measure import Worker, in_turns
+from seq2seq.bench.peers import build
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length, layout_of
+from seq2seq.train.loss import label_smoothed_loss
 
 
-def sample_batches(pairs, layout: str, batch_tokens: int, count: int, seed: int = 1) -> list[list[tuple[list[int], list[int]]]]:
+def sample_batches(pairs, layout: str, batch_tokens: int, count: int,
+                   seed: int = 1) -> list[list[tuple[list[int], list[int]]]]:
     """`count` batches of epoch 0 of the trainer's token bucketing over all `pairs` (lengths mixed, as in training)."""
     lengths = np.array([example_length(s, t, layout) for s, t in pairs])
     batcher = TokenBucketBatcher(lengths, batch_tokens, seed=seed)
@@ -29,8 +32,6 @@ class Trainer:
     """One implementation of one model config with its optimizer; `step(pairs)` trains on one batch."""
 
     def __init__(self, implementation: str, model_cfg: dict, vocab_size: int, threads: int, seed: int = 1):
-        from seq2seq.bench.peers import build
-
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.cfg = OmegaConf.create(model_cfg)
@@ -43,8 +44,6 @@ class Trainer:
 
     def step(self, pairs) -> int:
         """Forward, loss, backward, Adam on one batch; returns its source + target tokens."""
-        from seq2seq.train.loss import label_smoothed_loss
-
         batch = collate(pairs, self.layout, bool(self.cfg.get("loss_on_source", False)))
         loss, _ = label_smoothed_loss(self.model.logits(batch), batch.tgt_out, 0.1)
         (loss / batch.tgt_tokens).backward()

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.errors import UserError
 from seq2seq.commands.common import load_translator, warn
 from seq2seq.decode.config import SearchConfig
+from seq2seq.errors import UserError
+from seq2seq.viz.figures import labels, write_figures
+from seq2seq.viz.maps import attention_maps
 
 
 def add_arguments(p) -> None:
     p.add_argument("sentence", help="the English sentence to translate and draw")
-    p.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+    p.add_argument("--model", type=Path,
+                   help="model directory (default: the model/ of the latest finished `make train` run)")
     p.add_argument("--out", type=Path, default=Path("outputs/attention"),
                    help="folder for the figures, created if needed (default outputs/attention)")
     p.add_argument("--layer", type=int, default=-1,
@@ -25,7 +28,8 @@ def add_arguments(p) -> None:
                         "negative counts from the end (default -1: the last)")
     p.add_argument("--target-token", metavar="WORD",
                    help="also draw where this target piece (or word) looks in the source, a bar per source piece")
-    p.add_argument("--show-tokens", action="store_true", help="print the pieces and ids of the source and the translation")
+    p.add_argument("--show-tokens", action="store_true",
+                   help="print the pieces and ids of the source and the translation")
     p.add_argument("--beam", type=int, default=4, help="beam size of the translation (default 4; 1 = greedy)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.set_defaults(threads=None, precision="fp32")  # the pictures come from the fp32 reference path
@@ -52,9 +56,6 @@ def run(args) -> None:
         print(token_table("source", source[0], tokenizer))
         print(token_table("translation", target, tokenizer))
 
-    from seq2seq.viz.figures import labels, write_figures
-    from seq2seq.viz.maps import attention_maps
-
     maps = attention_maps(model, source, [target])[0]
     try:
         paths = write_figures(maps, labels(maps, tokenizer, model.kind), args.out, args.layer, args.target_token)
@@ -68,8 +69,10 @@ def run(args) -> None:
 
 def check_layer(model, layer: int) -> None:
     """UserError unless `layer` indexes every stack the figures read."""
-    stacks = {"encoder": len(model.encoder.layers), "decoder": len(model.decoder.layers)} if model.kind == "transformer" \
-        else {"model": len(model.decoder.layers)}
+    if model.kind == "transformer":
+        stacks = {"encoder": len(model.encoder.layers), "decoder": len(model.decoder.layers)}
+    else:
+        stacks = {"model": len(model.decoder.layers)}
     for name, count in stacks.items():
         if not -count <= layer < count:
             raise UserError(f"--layer {layer}: the {name} has {count} layers (0 to {count - 1}, or -1 to -{count})")

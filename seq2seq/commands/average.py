@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seq2seq.errors import UserError
+from seq2seq.train import checkpoint
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoints", nargs="*", type=Path, help="checkpoint files to average")
@@ -13,9 +16,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.errors import UserError
-    from seq2seq.train import checkpoint
-
     paths = list(args.checkpoints)
     if args.run:
         paths += checkpoint.list_steps(args.run / "checkpoints")[-args.last:]

@@ -7,11 +7,14 @@ import contextlib
 import sys
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from seq2seq.decode.config import SearchConfig, SearchConfigError
 from seq2seq.decode.precision import PRECISIONS
 from seq2seq.errors import UserError
 from seq2seq.model.directory import default_model_dir
-
+from seq2seq.translator import Translator
 
 
 def warn(message: str) -> None:
@@ -27,20 +30,19 @@ def add_model_arguments(p, ensemble: bool = False) -> None:
                        help="model directory (default: the model/ of the latest finished `make train` run); "
                             "repeat for an ensemble, which averages the models' next-piece probabilities")
     else:
-        g.add_argument("--model", type=Path, help="model directory (default: the model/ of the latest finished `make train` run)")
+        g.add_argument("--model", type=Path,
+                       help="model directory (default: the model/ of the latest finished `make train` run)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
-    g.add_argument("--batch-tokens", type=int, help="source pieces per batch, padding included (instead of --batch-size)")
+    g.add_argument("--batch-tokens", type=int,
+                   help="source pieces per batch, padding included (instead of --batch-size)")
     g.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice, all cores)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default), bf16 autocast, or int8 dynamic quantization (CPU); see docs/BENCHMARKS.md for speed and BLEU")
+                   help="fp32 (default), bf16 autocast, or int8 dynamic quantization (CPU); "
+                        "see docs/BENCHMARKS.md for speed and BLEU")
 
 
 def load_translator(args):
-    import torch
-
-    from seq2seq.translator import Translator
-
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1 (got {args.threads})")
@@ -63,7 +65,8 @@ def add_search_arguments(p, sampling: bool = True) -> None:
     g = p.add_argument_group("search (beam search unless --temperature is given)")
     g.add_argument("--beam", type=int, default=4, help="beam size (default 4, the paper's)")
     g.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha of Wu et al. 2016 (default 0.6)")
-    g.add_argument("--max-len-a", type=float, default=1.0, help="output at most a * source length + b pieces (default a=1)")
+    g.add_argument("--max-len-a", type=float, default=1.0,
+                   help="output at most a * source length + b pieces (default a=1)")
     g.add_argument("--max-len-b", type=int, default=50, help="(default b=50)")
     if not sampling:
         return
@@ -72,7 +75,8 @@ def add_search_arguments(p, sampling: bool = True) -> None:
                    help="sample each piece from softmax(logits / T) instead of beam search: "
                         "T < 1 sharpens, T > 1 flattens, 0 = always the most likely piece (greedy)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely pieces only (0 = all)")
-    g.add_argument("--top-p", type=float, default=1.0, help="sample among the smallest set of pieces holding probability p")
+    g.add_argument("--top-p", type=float, default=1.0,
+                   help="sample among the smallest set of pieces holding probability p")
     g.add_argument("--seed", type=int, help="random seed for sampling (reproducible output)")
 
 
@@ -125,7 +129,6 @@ def progress_bar(args, total: int | None, initial: int = 0, show_by_default: boo
     show = args.progress if args.progress is not None else show_by_default and sys.stderr.isatty()
     if not show:
         return contextlib.nullcontext(NoProgress())
-    from tqdm import tqdm  # only when a bar is shown
 
     return tqdm(total=total, initial=initial, unit=" lines", file=sys.stderr, dynamic_ncols=True)
 

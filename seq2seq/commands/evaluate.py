@@ -9,11 +9,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
-                                     check_output, default_model_dir, load_translator, progress_bar, read_lines,
-                                     search_config, warn)
+from omegaconf import OmegaConf
+
+from seq2seq.commands.common import (
+    add_model_arguments,
+    add_progress_argument,
+    add_search_arguments,
+    batching,
+    check_output,
+    default_model_dir,
+    load_translator,
+    progress_bar,
+    read_lines,
+    search_config,
+    warn,
+)
 from seq2seq.config import compose
+from seq2seq.data.sets import active_sets, read_sets
 from seq2seq.errors import UserError
+from seq2seq.evaluate import format_table, translate_and_score, update_results
+from seq2seq.io import write_lines
 
 
 def add_arguments(p) -> None:
@@ -22,8 +37,10 @@ def add_arguments(p) -> None:
     g.add_argument("--ref", type=Path, help="its reference translations, line by line")
     g.add_argument("-o", "--output", type=Path, help="with --src/--ref: write the hypotheses to this file")
     g.add_argument("--force", action="store_true", help="overwrite an existing --output file")
-    g.add_argument("--sets", nargs="+", metavar="NAME", help="test sets to score, e.g. tatoeba/test (default: data.test_sets)")
-    g.add_argument("--data-dir", type=Path, help="the data step's output directory (default: data.out_dir of the run's config)")
+    g.add_argument("--sets", nargs="+", metavar="NAME",
+                   help="test sets to score, e.g. tatoeba/test (default: data.test_sets)")
+    g.add_argument("--data-dir", type=Path,
+                   help="the data step's output directory (default: data.out_dir of the run's config)")
     g.add_argument("--max-sentences", type=int, help="score only the first N sentences of each set")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% confidence intervals from N bootstrap resamples (sacreBLEU; 1000 is usual)")
@@ -34,9 +51,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.evaluate import format_table, translate_and_score, update_results
-    from seq2seq.io import write_lines
-
     search, batches = search_config(args), batching(args)
     if (args.src is None) != (args.ref is None):
         raise UserError("--src and --ref go together")
@@ -89,10 +103,9 @@ def read_pair(src: Path, ref: Path) -> tuple[list[str], list[str]]:
     return sides[0], sides[1]
 
 
-def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
+def read_test_sets(model_dir: Path, names: list[str] | None,
+                   data_dir: Path | None) -> dict[str, tuple[list[str], list[str]]]:
     """The configured test sets: data settings from the run's config.yaml beside model/, else from conf/."""
-    from seq2seq.data.sets import active_sets, read_sets
-
     data_cfg = data_config(model_dir)
     if data_dir is not None:
         data_cfg.out_dir = str(data_dir)
@@ -104,8 +117,6 @@ def read_test_sets(model_dir: Path, names: list[str] | None, data_dir: Path | No
 
 
 def data_config(model_dir: Path):
-    from omegaconf import OmegaConf
-
     run_config = model_dir.parent / "config.yaml"
     if run_config.is_file():
         return OmegaConf.load(run_config).data

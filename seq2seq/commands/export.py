@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from seq2seq.commands.common import default_model_dir
+from seq2seq.errors import UserError
+from seq2seq.export import ExportError, export
 
 
 def add_arguments(p) -> None:
@@ -16,9 +18,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.errors import UserError
-    from seq2seq.export import ExportError, export
-
     model_dir = args.model or default_model_dir()
     try:
         out = export(model_dir, args.format, args.out, args.quantization)

@@ -3,7 +3,10 @@ other kind (transformer_X ↔ gpt_X) with the relative difference."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from seq2seq.config import CONF_DIR, compose
+from seq2seq.model.build import build_model, count_parameters
 
 TWIN_PREFIXES = ("transformer_", "gpt_")
 
@@ -22,10 +25,6 @@ def twin_of(name: str, available: set[str]) -> str | None:
 
 
 def run(args) -> None:
-    from pathlib import Path
-
-    from seq2seq.model.build import build_model, count_parameters
-
     available = {p.stem for p in Path(CONF_DIR, "model").glob("*.yaml")}
     names = args.models or sorted(available)
     counts: dict[str, tuple] = {}

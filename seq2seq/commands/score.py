@@ -12,9 +12,10 @@ import sys
 from itertools import islice
 from pathlib import Path
 
-from seq2seq.errors import UserError
 from seq2seq.commands.common import add_model_arguments, batching, check_output, load_translator, read_lines, warn
 from seq2seq.decode.config import SearchConfig, SearchConfigError
+from seq2seq.errors import UserError
+from seq2seq.io import atomic_write
 
 BUFFER = 1000  # pairs scored, then written, at a time
 
@@ -53,7 +54,6 @@ def run(args) -> None:
 
     if args.output is None:
         return write(sys.stdout.buffer)
-    from seq2seq.io import atomic_write
 
     atomic_write(args.output, write)
 

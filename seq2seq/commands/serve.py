@@ -6,10 +6,14 @@ graceful shutdown; the batching loop stops after the last answer).
 
 from __future__ import annotations
 
-from seq2seq.errors import UserError
-from seq2seq.commands.common import PRECISIONS, default_model_dir, warn
+import torch
 
-DEFAULT_LIMITS = {  # spelled out here so that --help needs neither torch nor FastAPI; checked by a test
+from seq2seq.commands.common import PRECISIONS, default_model_dir, warn
+from seq2seq.errors import UserError
+
+# The web stack (FastAPI, pydantic, uvicorn; about 0.4 s to import) loads inside the functions below, for `serve`
+# alone: the CLI imports every command module to build its --help.
+DEFAULT_LIMITS = {  # spelled out here so that --help needs no FastAPI or pydantic; checked by a test
     "max_inputs": 64, "max_chars": 20_000, "max_sentence_chars": 2_000, "max_body_bytes": 1_000_000,
     "max_queue": 256, "max_batch_tokens": 4096, "max_wait_ms": 5.0}
 
@@ -42,7 +46,7 @@ def add_arguments(p) -> None:
 
 
 def limits_of(args):
-    from seq2seq.serve.schemas import Limits
+    from seq2seq.serve.schemas import Limits  # noqa: PLC0415 - lazy: the web stack (see above)
 
     values = {name: getattr(args, name) for name in DEFAULT_LIMITS}
     if any(v <= 0 for k, v in values.items() if k != "max_wait_ms") or values["max_wait_ms"] < 0:
@@ -51,7 +55,7 @@ def limits_of(args):
 
 
 def load_models(args) -> dict:
-    from seq2seq.serve.engine import ServedModel, parse_model_specs
+    from seq2seq.serve.engine import ServedModel, parse_model_specs  # noqa: PLC0415 - lazy: the web stack (see above)
 
     try:
         specs = parse_model_specs(args.model or [str(default_model_dir())])
@@ -68,10 +72,9 @@ def load_models(args) -> dict:
 
 
 def run(args) -> None:
-    import torch
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - lazy: the web stack (see above)
 
-    from seq2seq.serve.app import create_app
+    from seq2seq.serve.app import create_app  # noqa: PLC0415 - lazy: the web stack (see above)
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port}: must be between 1 and 65535")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from seq2seq.commands.common import default_model_dir
+from seq2seq.data.text import clean
+from seq2seq.data.tokenizer import Tokenizer
 
 
 def add_arguments(p) -> None:
@@ -15,9 +17,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from seq2seq.data.text import clean
-    from seq2seq.data.tokenizer import Tokenizer
-
     path = args.spm or (args.model or default_model_dir()) / "spm.model"
     tokenizer = Tokenizer(path)
     text = clean(" ".join(args.text))

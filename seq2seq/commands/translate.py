@@ -18,13 +18,25 @@ from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
-from seq2seq.commands.common import (add_model_arguments, add_progress_argument, add_search_arguments, batching,
-                                     check_output, count_lines, load_translator, progress_bar, read_lines,
-                                     search_config, warn)
+from seq2seq.commands.common import (
+    add_model_arguments,
+    add_progress_argument,
+    add_search_arguments,
+    batching,
+    check_output,
+    count_lines,
+    load_translator,
+    progress_bar,
+    read_lines,
+    search_config,
+    warn,
+)
 from seq2seq.commands.partial import PartialOutput
 from seq2seq.data.corpora import sha256_file
 from seq2seq.errors import UserError
+from seq2seq.io import atomic_write
 from seq2seq.translator import record
+from seq2seq.viz.maps import format_alignment
 
 HISTORY = Path.home() / ".seq2seq_history"
 # option -> (the translate_full keyword it fills, the flag): files with one entry per input line
@@ -88,7 +100,6 @@ def run(args) -> None:
             options["progress"] = bar.update
             if args.output is None:
                 return translate_stream(translator, options, formatter, sys.stdout.buffer, *input_lines(args), extras)
-            from seq2seq.io import atomic_write
 
             atomic_write(args.output, lambda f: translate_stream(translator, options, formatter, f, *input_lines(args),
                                                                  extras))
@@ -202,7 +213,7 @@ def line_count_error(keyword: str, lines: int, input_lines) -> UserError:
 def interactive(translator, options: dict, formatter: Formatter) -> None:
     """A REPL like `fairseq-interactive`: readline editing, history in ~/.seq2seq_history, Ctrl-D quits."""
     try:
-        import readline
+        import readline  # noqa: PLC0415 - lazy: optional module (no GNU readline on Windows), for the REPL only
     except ImportError:  # no GNU readline (Windows): plain input()
         readline = None
     if readline is not None:
@@ -227,7 +238,8 @@ def interactive(translator, options: dict, formatter: Formatter) -> None:
             source, bar, prefix = line.partition("|||")
             t = translator.translate_full([source if bar else line], **options,
                                           target_prefix=[prefix.lstrip() if bar else None])[0]
-            print(formatter.line(t, {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}), flush=True)
+            timing = {"batch_seconds": round(time.perf_counter() - start, 4), "batch_lines": 1}
+            print(formatter.line(t, timing), flush=True)
             if options["explain"]:
                 formatter.explain(number, t)
     finally:
@@ -257,8 +269,6 @@ class Formatter:
             if self.scores:
                 fields.append(f"{t.hypotheses[k].score:.4f}")
             if self.alignments:
-                from seq2seq.viz.maps import format_alignment
-
                 fields.append(format_alignment(t.alignments[k]))
         return "\t".join(fields)
 
@@ -266,7 +276,8 @@ class Formatter:
         return record(t, timing, self.alignments)
 
     def explain(self, number: int, t) -> None:
-        """The generation loop of the best hypothesis: each step's top candidates, the choice, the running log-probability."""
+        """The generation loop of the best hypothesis: each step's top candidates, the choice, the running
+        log-probability."""
         if not t.steps:
             warn(f"[{number}] (empty input)")
             return

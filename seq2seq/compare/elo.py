@@ -35,7 +35,8 @@ def sentence_games(scores: dict[str, Sequence[float]]) -> list[tuple[str, str, f
     return games
 
 
-def win_matrix(games: Iterable[tuple[str, str, float]], names: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+def win_matrix(games: Iterable[tuple[str, str, float]],
+               names: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(names, W) with W[i, j] = points of i against j (wins + ½ ties)."""
     games = list(games)
     names = list(names) if names is not None else sorted({g[0] for g in games} | {g[1] for g in games})

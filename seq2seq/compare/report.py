@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 from seq2seq.compare import elo, plots
 from seq2seq.compare.source_attention import fades, source_attention
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
-from seq2seq.errors import ReportError
 from seq2seq.decode.config import SearchConfig
+from seq2seq.errors import ReportError
 from seq2seq.model.directory import load_model_dir
 from seq2seq.translator import Translator
 
@@ -44,7 +46,7 @@ class Run:
     batch_tokens: int  # from the run's config.yaml
 
     @classmethod
-    def load(cls, directory: Path, system: str, size: str, seed: int) -> "Run":
+    def load(cls, directory: Path, system: str, size: str, seed: int) -> Run:
         try:
             results = json.loads((directory / "results.json").read_text())
             batch_tokens = int(OmegaConf.load(directory / "config.yaml").trainer.batch_tokens)
@@ -69,7 +71,8 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
     is shared: a data step run in between would silently change them). Returns size -> tokenizer sha256."""
     manifests = {r.results["data"]["manifest_sha256"] for r in runs}
     if len(manifests) > 1:
-        raise ReportError(f"the runs were trained on different data (manifests {', '.join(sorted(m[:12] for m in manifests))}); "
+        raise ReportError("the runs were trained on different data "
+                          f"(manifests {', '.join(sorted(m[:12] for m in manifests))}); "
                           "train them again on one data step")
     tokenizers: dict[str, set[str]] = {}
     for r in runs:
@@ -80,15 +83,13 @@ def check_same_inputs(runs: list[Run]) -> dict[str, str]:
         tokenizers.setdefault(r.size, set()).add(digest)
     for size, digests in tokenizers.items():
         if len(digests) > 1:
-            raise ReportError(f"the {size} runs used different tokenizers (spm.model differs); train them again on one data step")
+            raise ReportError(f"the {size} runs used different tokenizers (spm.model differs); "
+                              "train them again on one data step")
     return {size: next(iter(d)) for size, d in tokenizers.items()}
 
 
 def paired_bootstrap(runs: list[Run], test_set: str, references: list[str], samples: int) -> dict[str, dict]:
     """sacreBLEU's paired bootstrap: per run {metric: (score, mean, ci half-width, p-value vs runs[0])}."""
-    from sacrebleu.metrics import BLEU, CHRF
-    from sacrebleu.significance import PairedTest
-
     logging.getLogger("sacrebleu").setLevel(logging.WARNING)
     named = [(r.name, r.hypotheses(test_set)) for r in runs]
     for name, hyps in named:
@@ -116,8 +117,6 @@ def length_buckets(bounds: list[int]) -> list[tuple[int, int | None]]:
 
 def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[dict]:
     """Corpus BLEU per source-length bucket (words), all test sets pooled."""
-    from sacrebleu.metrics import BLEU
-
     sources = [s for src, _ in test_sets.values() for s in src]
     references = [r for _, ref in test_sets.values() for r in ref]
     hyps = {run.name: [h for name in test_sets for h in run.hypotheses(name)] for run in runs}
@@ -136,8 +135,6 @@ def bleu_by_length(runs: list[Run], test_sets: dict, bounds: list[int]) -> list[
 def tournament(runs: list[Run], test_sets: dict, samples: int = 200):
     """Every test sentence a game between every pair of runs, decided by sentence chrF: (ratings, games,
     95% bootstrap intervals of the ratings)."""
-    from sacrebleu.metrics import CHRF
-
     chrf = CHRF()
     scores = {}
     for run in runs:
@@ -177,7 +174,7 @@ def test_section(runs: list[Run], test_sets: dict, samples: int, baseline: str) 
     parts = []
     for name, (_, refs) in test_sets.items():
         rows = []
-        for (size, seed), members in groups(runs).items():
+        for members in groups(runs).values():
             members = sorted(members, key=lambda r: r.system != baseline)  # the baseline first
             boot = paired_bootstrap(members, name, refs, samples)
             for r in members:
@@ -189,9 +186,10 @@ def test_section(runs: list[Run], test_sets: dict, samples: int, baseline: str) 
         header = ["run", "BLEU", "BLEU 95% CI", f"p (BLEU) vs {baseline}", "chrF", "chrF 95% CI",
                   f"p (chrF) vs {baseline}", "decode sent/s"]
         parts.append(f"### {name} ({len(refs):,} sentences)\n\n" + table(header, rows))
-    signature = runs[0].results["test"][next(iter(test_sets))]["signature"]
+    first_test = runs[0].results["test"][next(iter(test_sets))]
+    signature = first_test["signature"]
     return ("## Test scores\n\n"
-            f"Beam search as the trainer ran it at the end (beam {runs[0].results['test'][next(iter(test_sets))].get('beam', '?')}). "
+            f"Beam search as the trainer ran it at the end (beam {first_test.get('beam', '?')}). "
             f"CI: mean ± half-width of the 95% interval over {samples} paired bootstrap resamples; p: the paired "
             f"bootstrap p-value of the difference from {baseline} of the same size and seed (* below 0.05).\n"
             f"BLEU: `{signature['bleu']}`  \nchrF: `{signature['chrf']}`\n\n" + "\n\n".join(parts))
@@ -230,8 +228,9 @@ def tournament_section(ratings: dict[str, float], games: list[tuple[str, str, fl
     pairs = []
     for a, b in itertools.combinations(ranked, 2):
         results = [g[2] if g[0] == a else 1.0 - g[2] for g in games if {g[0], g[1]} == {a, b}]
-        w, t, l = results.count(1.0), results.count(0.5), results.count(0.0)
-        pairs.append([a, b, w, t, l, f"{(w + t / 2) / len(results):.3f}", f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
+        won, tied, lost = results.count(1.0), results.count(0.5), results.count(0.0)
+        pairs.append([a, b, won, tied, lost, f"{(won + tied / 2) / len(results):.3f}",
+                      f"{elo.expected_score(ratings[a], ratings[b]):.3f}"])
     return ("## Tournament\n\nEvery test sentence is a game between every pair of runs: higher sentence chrF wins, "
             "equal chrF ties (half a point each). Ratings: Bradley–Terry maximum likelihood on the Elo scale "
             "(expected score 1 / (1 + 10^((R_B − R_A)/400)), mean 1000), independent of the order of games; "
@@ -267,7 +266,8 @@ def speed_section(runs: list[Run], test_sets: dict, sentences: int) -> str | Non
         if (run.directory / "model" / "model.pt").is_file():
             model, tokenizer, _ = load_model_dir(run.directory / "model")
             speed = decode_speed(model, tokenizer, sources)
-            rows.append([run.name, f"{speed['greedy']:,.1f}", f"{speed['beam 4']:,.1f}", f"{speed['first piece ms']:.1f}"])
+            rows.append([run.name, f"{speed['greedy']:,.1f}", f"{speed['beam 4']:,.1f}",
+                         f"{speed['first piece ms']:.1f}"])
     if not rows:
         return None
     return ("## Decode speed\n\nOne process, one after the other, on the first "
@@ -326,7 +326,8 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
               + (f"Command: `{command}`\n\n" if command else "")
               + f"Runs: {', '.join(r.name for r in runs)} (in `runs/`). Equal budget: **{budget.mode}** ({amounts}); "
               f"the other settings are identical, the decoder-only batch scaled to hold as many sentence pairs.\n"
-              f"Data manifest `{first['data']['manifest_sha256'][:16]}`, {first['data']['train_pairs']:,} training pairs; "
+              f"Data manifest `{first['data']['manifest_sha256'][:16]}`, "
+              f"{first['data']['train_pairs']:,} training pairs; "
               f"tokenizer (spm.model sha256) {', '.join(f'{size} `{d[:16]}`' for size, d in tokenizers.items())}; "
               f"{first['env']['device']}, torch {first['env']['torch']}, git {str(first['env'].get('git_sha'))[:12]}.")
     if verdict_lines is None:

@@ -19,16 +19,25 @@ settings is an error rather than a silent mix. The report (report.py) is rebuilt
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from seq2seq.config import model_config
+from seq2seq.compare.report import ReportError, Run, write_report
+from seq2seq.compare.verdict import verdict
+from seq2seq.config import model_config, validate
+from seq2seq.data.batching import collate, example_length, layout_of
+from seq2seq.data.sets import active_sets, encode_pairs, prepare_data, read_sets
 from seq2seq.errors import UserError
+from seq2seq.model.build import build_model
+from seq2seq.train.flops import FlopCounter
+from seq2seq.train.trainer import train
 
 log = logging.getLogger("seq2seq.compare")
 
@@ -64,8 +73,6 @@ def budget_overrides(cfg, size: str) -> dict:
 
 def plan(cfg) -> list[System]:
     """The runs of the comparison, in training order (size, then seed, then system)."""
-    from seq2seq.config import validate
-
     if not cfg.sizes or not cfg.seeds or not cfg.systems:
         raise UserError("compare needs at least one of each: sizes, seeds, systems")
     if cfg.baseline not in cfg.systems:
@@ -77,7 +84,8 @@ def plan(cfg) -> list[System]:
         models = {label: model_config(f"{spec.model}_{size}") for label, spec in cfg.systems.items()}
         widths = {(m.vocab_size, m.d_model) for m in models.values()}
         if len(widths) > 1:
-            raise UserError(f"size {size}: the systems differ in vocabulary or width {sorted(widths)}; twins share both")
+            raise UserError(f"size {size}: the systems differ in vocabulary or width {sorted(widths)}; "
+                            "twins share both")
         for seed in cfg.seeds:
             for label, spec in cfg.systems.items():
                 model = OmegaConf.merge(models[label], cfg.get("model_overrides") or {}, spec.get("overrides") or {},
@@ -96,11 +104,6 @@ def plan(cfg) -> list[System]:
 def flops_matched_layers(model_cfg, baseline_cfg, cfg, sample: int = 4096) -> int:
     """The decoder-only layer count whose training FLOPs per sentence pair (seq2seq/train/flops.py, over the
     first `sample` training pairs) come closest to the baseline's: T5's "P parameters, M FLOPs" model."""
-    from seq2seq.data.batching import collate, layout_of
-    from seq2seq.model.build import build_model
-    from seq2seq.train.flops import FlopCounter
-    from seq2seq.data.sets import encode_pairs, prepare_data
-
     if model_cfg.kind != "gpt":
         raise UserError(f"match_flops sets the layer count of a decoder-only model, not of a {model_cfg.kind} model")
     src, tgt, tokenizer = prepare_data(cfg)
@@ -121,9 +124,6 @@ def flops_matched_layers(model_cfg, baseline_cfg, cfg, sample: int = 4096) -> in
 def equalise_batches(systems: list[System]) -> dict[str, float]:
     """Scale the decoder-only batch budget by Σ(|s|+|t|+1) / Σ(max(|s|,|t|)+1) over the training pairs, per
     size (one tokenizer each), so every system takes as many pairs per step. Returns the ratio per size."""
-    from seq2seq.data.batching import example_length
-    from seq2seq.data.sets import encode_pairs, prepare_data
-
     ratios = {}
     for system in systems:
         if system.size not in ratios:
@@ -146,10 +146,6 @@ def first_difference(a, b, prefix: str = "") -> str:
 
 
 def train_or_reuse(system: System, run_dir: Path) -> dict:
-    import json
-
-    from seq2seq.train.trainer import train
-
     wanted = OmegaConf.to_yaml(system.cfg, resolve=True)
     config_file, results_file = run_dir / "config.yaml", run_dir / "results.json"
     if config_file.is_file() and config_file.read_text() != wanted:
@@ -174,8 +170,6 @@ def eta(trained_seconds: list[float], runs_left: int) -> str:
 
 def command_line() -> str | None:
     """`seq2seq compare <overrides>` as Hydra received it (None outside a Hydra run)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return None
     return " ".join(["seq2seq compare", *HydraConfig.get().overrides.task])
@@ -183,10 +177,6 @@ def command_line() -> str | None:
 
 def compare(cfg, output_dir) -> Path:
     """Train (or reuse) every run of the comparison in `output_dir`/runs and write `output_dir`/report.md."""
-    from seq2seq.compare.report import ReportError, Run, write_report
-    from seq2seq.compare.verdict import verdict
-    from seq2seq.data.sets import active_sets, read_sets
-
     out = Path(output_dir)
     systems = plan(cfg)
     ratios = equalise_batches(systems)

@@ -15,6 +15,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
 
 if TYPE_CHECKING:  # report.py imports this module: the run type for annotations only
     from seq2seq.compare.report import Run
@@ -34,8 +35,6 @@ def difference_interval(a: list[str], b: list[str], references: list[str], sampl
     both systems' per-sentence sufficient statistics summed over the same resampled sentences (Koehn 2004);
     p as sacreBLEU computes it, the share of centred resampled differences at least as large as the observed
     one, (k + 1) / (n + 1)."""
-    from sacrebleu.metrics import BLEU, CHRF
-
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(references), size=(samples, len(references)))
     out = {}
@@ -72,8 +71,9 @@ def difference_lines(runs: list[Run], test_sets: dict, samples: int, baseline: s
                 d, lo, hi, p = difference_interval(base.hypotheses(name), other.hypotheses(name), refs, samples)["bleu"]
                 ahead, behind = (base, other) if d >= 0 else (other, base)
                 lo, hi = (lo, hi) if d >= 0 else (-hi, -lo)
-                lines.append(f"{name} ({size}, seed {seed}): {ahead.system} ahead of {behind.system} by {abs(d):.2f} BLEU "
-                             f"(95% CI {lo:.2f} to {hi:.2f}, p = {p:.4f}{', significant' if p < 0.05 else ', not significant'})")
+                significance = ", significant" if p < 0.05 else ", not significant"
+                lines.append(f"{name} ({size}, seed {seed}): {ahead.system} ahead of {behind.system} by {abs(d):.2f} "
+                             f"BLEU (95% CI {lo:.2f} to {hi:.2f}, p = {p:.4f}{significance})")
     return lines
 
 
@@ -106,18 +106,21 @@ def prediction_lines(means: dict, test_sets: dict, systems) -> list[str]:
             if s == size and kind and kind not in by_variant:
                 by_variant[kind] = {name: statistics.mean(v[name]) for name in test_sets}
 
-        def ordered(a: str, b: str) -> int:
+        def ordered(a: str, b: str, by_variant: dict = by_variant) -> int:
             return sum(by_variant[a][n] > by_variant[b][n] for n in test_sets)
 
         n = len(test_sets)
-        checks = [("encoder–decoder", "causal", "T5 and Zhang et al. 2022: the encoder–decoder beats the parameter-matched causal decoder-only model"),
+        checks = [("encoder–decoder", "causal", "T5 and Zhang et al. 2022: the encoder–decoder beats the "
+                   "parameter-matched causal decoder-only model"),
                   ("prefix-LM", "causal", "T5 and Zhang et al. 2022: prefix-LM attention beats causal attention"),
                   ("encoder–decoder", "prefix-LM", "T5: the encoder–decoder beats the prefix-LM decoder-only model"),
-                  ("encoder–decoder", "FLOPs-matched", "T5: at equal FLOPs (2P/M against P/M) the encoder–decoder leads")]
+                  ("encoder–decoder", "FLOPs-matched",
+                   "T5: at equal FLOPs (2P/M against P/M) the encoder–decoder leads")]
         for a, b, claim in checks:
             if a in by_variant and b in by_variant:
                 k = ordered(a, b)
-                lines.append(f"{size}: {claim}: {'held' if k == n else 'did not hold' if k == 0 else 'held in part'} ({k} of {n} test sets)")
+                held = "held" if k == n else "did not hold" if k == 0 else "held in part"
+                lines.append(f"{size}: {claim}: {held} ({k} of {n} test sets)")
         if {"encoder–decoder", "prefix-LM", "causal"} <= by_variant.keys():
             shares = [(by_variant["prefix-LM"][t] - by_variant["causal"][t])
                       / (by_variant["encoder–decoder"][t] - by_variant["causal"][t])

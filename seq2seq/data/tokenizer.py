@@ -28,7 +28,8 @@ class Tokenizer:
             raise FileNotFoundError(f"tokenizer model not found: {self.path}")
         self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
         if self.sp.piece_to_id(SEP_PIECE) != SEP or self.sp.pad_id() != PAD or self.sp.eos_id() != EOS:
-            raise ValueError(f"{self.path} does not use this project's special ids (pad 0, unk 1, bos 2, eos 3, <sep> 4)")
+            raise ValueError(f"{self.path} does not use this project's special ids "
+                             "(pad 0, unk 1, bos 2, eos 3, <sep> 4)")
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()

@@ -4,7 +4,8 @@ Post & Vilar (2018, NAACL), "Fast Lexically Constrained Decoding with Dynamic Be
 step the candidates are the usual best extensions plus, for every live hypothesis, the pieces that make
 progress on a constraint and its own best piece. The beam is then split into banks by the number of
 constraint pieces met, and filled round-robin from the bank that met most down, each bank's best first:
-so a hypothesis that just paid for a constraint piece is not pushed out by cheaper ones that met fewer. Finished hypotheses are taken from the same order (<eos> among the first `beam`), so one that
+so a hypothesis that just paid for a constraint piece is not pushed out by cheaper ones that met fewer.
+Finished hypotheses are taken from the same order (<eos> among the first `beam`), so one that
 met every constraint is not outranked by cheaper unfinished ones. <eos> is allowed only once every
 constraint is met (or at the length cap, so that a search never ends with nothing). Constraints are
 unordered unless `ordered`.

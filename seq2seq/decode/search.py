@@ -96,7 +96,8 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
         chosen = torch.where(finished, torch.full_like(chosen, PAD), chosen)
         if observer is not None:
             observer(t, shaped, chosen)
-        token_logprobs = torch.cat([token_logprobs, logprobs.gather(1, chosen[:, None]).masked_fill(finished[:, None], 0.0)], 1)
+        chosen_logprobs = logprobs.gather(1, chosen[:, None]).masked_fill(finished[:, None], 0.0)
+        token_logprobs = torch.cat([token_logprobs, chosen_logprobs], 1)
         tokens = torch.cat([tokens, chosen[:, None]], 1)
         finished |= chosen == EOS
         if finished.all():

@@ -18,15 +18,16 @@ import tempfile
 from pathlib import Path
 
 from seq2seq.export import ExportError, require
+from seq2seq.export.marian import save_marian
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
 
 
 def _converter(hf_dir: Path):
     require("ctranslate2")
-    from ctranslate2.converters.converter import Converter
-    from ctranslate2.converters.transformers import BartLoader
-    from transformers import MarianMTModel, MarianTokenizer
+    from ctranslate2.converters.converter import Converter  # noqa: PLC0415 - lazy: optional package (bench extra)
+    from ctranslate2.converters.transformers import BartLoader  # noqa: PLC0415 - lazy: optional package (bench extra)
+    from transformers import MarianMTModel, MarianTokenizer  # noqa: PLC0415 - lazy: optional package (bench extra)
 
     class MarianLoader(BartLoader):
         """BART's loader with Marian's settings: no LayerNorm on the embeddings, post-norm."""
@@ -48,15 +49,14 @@ def _converter(hf_dir: Path):
 
     class MarianConverter(Converter):
         def _load(self):
-            return MarianLoader()(MarianMTModel.from_pretrained(str(hf_dir)), MarianTokenizer.from_pretrained(str(hf_dir)))
+            return MarianLoader()(MarianMTModel.from_pretrained(str(hf_dir)),
+                                  MarianTokenizer.from_pretrained(str(hf_dir)))
 
     return MarianConverter()
 
 
 def save_ct2(model, cfg, tokenizer, out, quantization: str | None = None) -> Path:
     """Write a CTranslate2 model directory (model.bin, config.json, shared_vocabulary.json, spm.model)."""
-    from seq2seq.export.marian import save_marian
-
     if cfg.kind != "transformer":
         raise ExportError(f"--format ct2 exports encoder–decoder models; this one is model.kind={cfg.kind}")
     if quantization and quantization not in QUANTIZATIONS:

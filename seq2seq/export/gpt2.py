@@ -96,7 +96,8 @@ def check_same_function(model, hf) -> None:
     diff = (ours - hf(input_ids=tokens).logits).abs().max().item()
     if not diff <= CHECK_TOLERANCE:
         raise ExportError(f"the GPT-2 copy does not compute what the model does (max |Δlogit| {diff:.2g}); "
-                          f"this transformers version ({require('transformers').__version__}) may lay out GPT-2 differently")
+                          f"this transformers version ({require('transformers').__version__}) "
+                          "may lay out GPT-2 differently")
 
 
 def save_gpt2(model, cfg, tokenizer, out) -> Path:

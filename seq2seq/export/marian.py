@@ -156,7 +156,8 @@ def check_same_function(model, hf) -> None:
     diff = (ours - theirs).abs().max().item()
     if not diff <= CHECK_TOLERANCE:
         raise ExportError(f"the MarianMT copy does not compute what the model does (max |Δlogit| {diff:.2g}); "
-                          f"this transformers version ({require('transformers').__version__}) may lay out Marian differently")
+                          f"this transformers version ({require('transformers').__version__}) "
+                          "may lay out Marian differently")
 
 
 def save_tokenizer(tokenizer, out: Path, max_positions: int) -> None:

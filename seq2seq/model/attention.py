@@ -32,7 +32,8 @@ def reference_attention(q, k, v, mask=None, dropout=0.0, training=False):
 
 
 class MultiHeadAttention(nn.Module):
-    """§3.2.2. Self-attention projects Q, K, V with one fused matrix; cross-attention projects K, V of the memory together."""
+    """§3.2.2. Self-attention projects Q, K, V with one fused matrix; cross-attention projects K, V of the memory
+    together."""
 
     def __init__(self, d_model: int, heads: int, dropout: float = 0.0, cross: bool = False):
         super().__init__()

@@ -42,7 +42,8 @@ class Embeddings(nn.Module):
         super().__init__()
         self.embedding = embedding
         self.scale = math.sqrt(embedding.embedding_dim)
-        self.register_buffer("positional", sinusoidal_table(max_positions, embedding.embedding_dim, layout), persistent=False)
+        self.register_buffer("positional", sinusoidal_table(max_positions, embedding.embedding_dim, layout),
+                             persistent=False)
         self.dropout = nn.Dropout(dropout)
 
     @property

@@ -13,7 +13,8 @@ from seq2seq.schema import TransformerConfig
 
 def check_length(length: int, embeddings: Embeddings) -> None:
     if length > embeddings.max_positions:
-        raise ValueError(f"sequence of {length} positions is longer than model.max_positions={embeddings.max_positions}")
+        raise ValueError(f"sequence of {length} positions is longer than "
+                         f"model.max_positions={embeddings.max_positions}")
 
 
 class DecodingState:
@@ -139,4 +140,5 @@ class EncoderDecoder(nn.Module):
         """Logits (B, V) for the position after `prefix` (B, t); with a cache only the last token is run."""
         if state.caches is None:
             return self.decode(prefix, state.memory, state.memory_mask)[:, -1]
-        return self.decode(prefix[:, -1:], state.memory, state.memory_mask, state.caches, start=prefix.size(1) - 1)[:, -1]
+        return self.decode(prefix[:, -1:], state.memory, state.memory_mask, state.caches,
+                           start=prefix.size(1) - 1)[:, -1]

@@ -37,7 +37,10 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status, headers=headers)
 
 
-def create_app(models: dict[str, ServedModel], limits: Limits = Limits()) -> FastAPI:
+DEFAULTS = Limits()  # frozen, so one instance serves every call
+
+
+def create_app(models: dict[str, ServedModel], limits: Limits = DEFAULTS) -> FastAPI:
     """The service over already loaded `models` (name -> ServedModel)."""
     metrics = Metrics()
     batcher = Batcher(limits.max_batch_tokens, limits.max_wait_ms, limits.max_queue, limits.batching, metrics.on_batch)
@@ -124,7 +127,8 @@ class Guard:
         try:
             length = dict(scope["headers"]).get(b"content-length", b"")
             if length.isdigit() and int(length) > self.limit:
-                await error(413, f"request body of {int(length)} bytes: at most {self.limit}")(scope, receive, send_status)
+                too_large = error(413, f"request body of {int(length)} bytes: at most {self.limit}")
+                await too_large(scope, receive, send_status)
             else:
                 await self.app(scope, limited, send_status)
         finally:

@@ -11,9 +11,9 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 
 class Overloaded(Exception):

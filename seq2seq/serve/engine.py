@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seq2seq.decode.config import SearchConfig
+from seq2seq.model.build import count_parameters
 from seq2seq.serve.schemas import Row, Settings
+from seq2seq.translator import Translator
+from seq2seq.viz.maps import attention_maps
 
 
 def search(translator, rows: list[Row], settings: Settings, batch_tokens: int | None = None):
@@ -35,9 +38,6 @@ class ServedModel:
 
     @classmethod
     def load(cls, name: str, directory, device: str = "cpu", precision: str = "fp32") -> ServedModel:
-        from seq2seq.model.build import count_parameters
-        from seq2seq.translator import Translator
-
         directory = Path(directory)
         translator = Translator.load(directory, device, precision=precision)
         model = translator.model
@@ -82,8 +82,6 @@ def attention(served: ServedModel, text: str, beam: int, layer: int) -> dict:
     """The beam translation of one sentence and its cross-attention (target → source for the decoder-only
     model): every layer with heads averaged, and `layer`'s heads one by one; rows are target pieces then
     <eos>, columns source pieces then the end marker."""
-    from seq2seq.viz.maps import attention_maps
-
     translator = served.translator
     source = translator.split([text])[0]
     layers = served.info["decoder_layers"]

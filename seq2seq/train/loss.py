@@ -15,7 +15,8 @@ import torch
 from seq2seq.data.tokenizer import PAD
 
 
-def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor,
+                        epsilon: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed smoothed loss and summed plain NLL over non-pad labels (divide by their count for means)."""
     lprobs = logits.float().log_softmax(-1)
     keep = labels != PAD

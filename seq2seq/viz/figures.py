@@ -281,7 +281,8 @@ def write_figures(maps, names: Labels, out_dir: Path, layer: int = -1, target_to
         word = "".join(names.target[i] for i in rows)
         how = "" if len(rows) == 1 else f", its {len(rows)} pieces averaged"
         paths.append(spotlight_figure(maps.cross[index].mean(0)[rows].mean(0), names.source,
-                                      f"where {word!r} looks in the source\n{text['layer']} {index}, heads averaged{how}",
+                                      f"where {word!r} looks in the source\n"
+                                      f"{text['layer']} {index}, heads averaged{how}",
                                       out_dir / f"spotlight_{_safe(target_token)}_layer{index}.png"))
     return paths
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from seq2seq.data.batching import collate
+from seq2seq.data.tokenizer import EOS, SEP
 from seq2seq.model.attention import record_attention
 
 
@@ -38,8 +39,6 @@ class AttentionMaps:
 @torch.no_grad()
 def attention_maps(model, sources: list[list[int]], targets: list[list[int]]) -> list[AttentionMaps]:
     """The maps of each (source ids, target ids) pair, computed in one padded batch (model in eval mode)."""
-    from seq2seq.data.tokenizer import EOS, SEP
-
     pairs = list(zip(sources, targets))
     device = next(model.parameters()).device
     if model.kind == "transformer":
@@ -92,7 +91,8 @@ def hard_alignment(cross: torch.Tensor) -> list[tuple[int, int]]:
     return [(s, t) for t, s in enumerate(best)]
 
 
-def alignments(model, sources: list[list[int]], targets: list[list[int]], layer: int = -1) -> list[list[tuple[int, int]]]:
+def alignments(model, sources: list[list[int]], targets: list[list[int]],
+               layer: int = -1) -> list[list[tuple[int, int]]]:
     """Hard alignments of each pair from the cross-attention of `layer` (default: the last), heads averaged."""
     return [hard_alignment(m.cross[layer].mean(dim=0)) for m in attention_maps(model, sources, targets)]
 
