@@ -10,7 +10,8 @@
 4. `seq2seq serve` under 1, 8 and 64 concurrent clients, with dynamic batching and batch of 1, beside
    `seq2seq translate` on the same sentences, and the server's memory over many requests (serve.py).
 
-Prints the table with ratios and appends it, dated, to docs/BENCHMARKS.md (report.py). Only ratios mean
+Prints the table with ratios and appends it, dated, to docs/benchmarks/<date>.md (report.py); the current figures are
+copied by hand into the summary, docs/BENCHMARKS.md. Only ratios mean
 anything on a shared machine. `--quick` is a smoke run.
 """
 
@@ -79,7 +80,8 @@ def parse_args(argv):
     p.add_argument("--tokenizer", type=Path,
                    help="SentencePiece model (default: the data step's for the default config)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
-    p.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"), help="markdown file to append to")
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks") / f"{datetime.now(UTC):%Y-%m-%d}.md",
+                   help="markdown file to append to (default: docs/benchmarks/<today, UTC>.md, the dated log)")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--in-process", action="store_true", help="run every measurement in this process (tests)")
     args = p.parse_args(argv)
