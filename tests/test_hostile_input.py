@@ -19,6 +19,8 @@ from seq2seq.decode.config import SearchConfig
 from seq2seq.model.build import build_model
 from seq2seq.translator import Translator
 
+pytestmark = pytest.mark.slow  # reliability: property tests over hostile input
+
 MAX_B = 3  # output pieces per translated part (max_len_a=0): the bound on every output
 
 CONTROL = st.characters(categories=["Cc", "Cf", "Cs", "Co", "Cn"])  # controls, format, surrogates, private, unassigned
