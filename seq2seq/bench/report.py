@@ -128,8 +128,8 @@ def markdown(results: dict) -> str:
 def append(path: Path, section: str) -> None:
     """Append `section` to the markdown file, creating it with a title."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = "" if path.is_file() else (f"# Benchmark log, {path.stem}\n\nWritten by `make bench` (seq2seq/bench): one "
-                                      "dated section per run; only ratios measured side by side in one run mean "
-                                      "anything. The current figures: docs/BENCHMARKS.md.\n")
+    head = "" if path.is_file() else (f"# Benchmarks: the log of {path.stem}\n\nWritten by `make bench` "
+                                      "(seq2seq/bench): one dated section per run; only ratios measured side by "
+                                      "side in one run mean anything. The current figures: docs/BENCHMARKS.md.\n")
     with path.open("a", encoding="utf-8") as f:
         f.write(head + "\n" + section)
