@@ -260,7 +260,8 @@ def test_attention_to_the_source_by_position_entropy_and_share():
     profile.add(torch.tensor([3.0]), torch.tensor([0.7]))
     assert profile.means() == (pytest.approx([2.0, 2.0]), pytest.approx([0.6, 0.4]))
     assert profile.means(min_count=2) == (pytest.approx([2.0]), pytest.approx([0.6]))
-    assert fades([0.8] * 5 + [0.6] * 10 + [0.4] * 5) == pytest.approx(0.4) and fades([0.8] * 19) is None
+    assert fades([[0.8] * 5 + [0.6] * 10 + [0.4] * 5, [0.9] * 3]) == pytest.approx(0.4)  # long sentences only
+    assert fades([[0.8] * 19]) is None
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from seq2seq.compare import elo, plots
-from seq2seq.compare.source_attention import fades, source_attention
+from seq2seq.compare.source_attention import fades, fits, source_attention
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
 from seq2seq.decode.config import SearchConfig
@@ -288,15 +288,17 @@ def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Pa
         model, tokenizer, _ = load_model_dir(run.directory / "model")
         sources = [s for src, _ in test_sets.values() for s in src[:sentences]]
         references = [r for _, ref in test_sets.values() for r in ref[:sentences]]
-        profile = source_attention(model, list(zip(tokenizer.encode(sources), tokenizer.encode(references))))
+        pairs = [p for p in zip(tokenizer.encode(sources), tokenizer.encode(references)) if fits(model, *p)]
+        profile = source_attention(model, pairs)
         entropy, share = profile.means(min_count=max(1, len(sources) // 20))
         profiles[run.name] = (entropy, share)
         rows.append([run.name] + [f"{entropy[t - 1]:.2f} / {share[t - 1]:.2f}" if t <= len(entropy) else "—"
                                   for t in ATTENTION_POSITIONS])
-        drop = fades(share)
+        drop = fades(profile.long_shares)
         if model.kind == "gpt" and drop is not None:
-            lines.append(f"{run.name}: the source's share of attention {'falls' if drop > 0.02 else 'does not fall'} "
-                         f"from positions 1–5 to 16–20 ({sum(share[:5]) / 5:.2f} → {sum(share[15:20]) / 5:.2f})")
+            verb = "falls" if drop > 0.02 else "does not fall"
+            lines.append(f"{run.name}: the source's share of attention {verb} from positions 1–5 to 16–20 of the "
+                         f"same {len(profile.long_shares)} sentences (by {drop:+.2f})")
     if not profiles:
         return None
     plots.source_attention(profiles, path)

@@ -19,6 +19,8 @@ import torch
 
 from seq2seq.viz.maps import attention_maps
 
+LONG = 20  # target positions a sentence needs for `fades` (4 windows of 5)
+
 
 @dataclass
 class SourceAttention:
@@ -27,9 +29,12 @@ class SourceAttention:
     entropy: list[float] = field(default_factory=list)
     share: list[float] = field(default_factory=list)
     count: list[int] = field(default_factory=list)
+    long_shares: list[list[float]] = field(default_factory=list)  # per sentence of >= LONG positions: its shares
 
     def add(self, entropy: torch.Tensor, share: torch.Tensor) -> None:
         """One sentence's per-position values (T,)."""
+        if len(share) >= LONG:
+            self.long_shares.append(share.tolist())
         for t, (h, s) in enumerate(zip(entropy.tolist(), share.tolist())):
             if t == len(self.count):
                 self.entropy.append(0.0), self.share.append(0.0), self.count.append(0)
@@ -62,10 +67,19 @@ def source_attention(model, pairs: list[tuple[list[int], list[int]]], batch_size
     return profile
 
 
-def fades(share: list[float], window: int = 5) -> float | None:
+def fades(shares: list[list[float]], window: int = 5) -> float | None:
     """How much the source's share falls from the first `window` positions to the `window` after position
-    3·window (a drop > 0 means less attention to the source later on); None when the sentences are shorter."""
-    if len(share) < 4 * window:
+    3·window, over the same sentences (those that long), so that sentence length does not confound it: > 0
+    means less attention to the source later on; None when no sentence is that long."""
+    rows = [s for s in shares if len(s) >= 4 * window]
+    if not rows:
         return None
-    early, late = share[:window], share[3 * window:4 * window]
-    return sum(early) / window - sum(late) / window
+    return sum(sum(s[:window]) - sum(s[3 * window:4 * window]) for s in rows) / (window * len(rows))
+
+
+def fits(model, source: list[int], target: list[int]) -> bool:
+    """Whether the model's positions hold the pair teacher-forced (references can be longer than training's)."""
+    limit = model.cfg.max_positions
+    if model.kind == "transformer":
+        return len(source) + 1 <= limit and len(target) + 1 <= limit
+    return len(source) + len(target) + 2 <= limit

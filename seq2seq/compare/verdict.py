@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from seq2seq.errors import ReportError
+
 if TYPE_CHECKING:  # report.py imports this module: the run type for annotations only
     from seq2seq.compare.report import Run
 
@@ -35,6 +37,8 @@ def difference_interval(a: list[str], b: list[str], references: list[str], sampl
     both systems' per-sentence sufficient statistics summed over the same resampled sentences (Koehn 2004);
     p as sacreBLEU computes it, the share of centred resampled differences at least as large as the observed
     one, (k + 1) / (n + 1)."""
+    if not len(a) == len(b) == len(references):
+        raise ReportError(f"{len(a)} and {len(b)} hypotheses for {len(references)} references: they must pair up")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(references), size=(samples, len(references)))
     out = {}
@@ -124,7 +128,7 @@ def prediction_lines(means: dict, test_sets: dict, systems) -> list[str]:
         if {"encoder–decoder", "prefix-LM", "causal"} <= by_variant.keys():
             shares = [(by_variant["prefix-LM"][t] - by_variant["causal"][t])
                       / (by_variant["encoder–decoder"][t] - by_variant["causal"][t])
-                      for t in test_sets if by_variant["encoder–decoder"][t] != by_variant["causal"][t]]
+                      for t in test_sets if by_variant["encoder–decoder"][t] > by_variant["causal"][t]]  # a gap
             if shares:
                 share = statistics.mean(shares)
                 lines.append(f"{size}: Zhang et al. 2022: prefix-LM closes most of the gap: "

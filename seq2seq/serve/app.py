@@ -156,10 +156,13 @@ def check_text(texts: list[str], limits: Limits, extra_chars: int = 0) -> None:
 
 
 async def submit(request: Request, job: Job):
+    """The job's results from the batcher; a ValueError of the search (options it cannot serve) is a 422."""
     try:
         return await request.app.state.batcher.submit(job)
     except Overloaded as e:
         raise Refused(503, f"server busy: {e}", {"Retry-After": str(RETRY_AFTER_S)}) from None
+    except ValueError as e:
+        raise Refused(422, str(e)) from None
 
 
 def add_routes(app: FastAPI) -> None:
@@ -178,10 +181,7 @@ def add_routes(app: FastAPI) -> None:
         model = served(request, body.model)
         check_text([body.text], request.app.state.limits)
         run = lambda rows: [attention(model, rows[0], body.beam, body.layer)]  # noqa: E731
-        try:
-            found, _ = await submit(request, Job(None, [body.text], len(body.text), run))
-        except ValueError as e:
-            raise Refused(422, str(e)) from None
+        found, _ = await submit(request, Job(None, [body.text], len(body.text), run))
         return found[0]
 
     @app.get("/health", summary="200 once the models are loaded")

@@ -83,7 +83,10 @@ class Batcher:
                     outcome = await loop.run_in_executor(self._executor, self._run, batch)
                 finally:
                     self.busy = False
-                self._deliver(batch, outcome)
+                try:
+                    self._deliver(batch, outcome)
+                except Exception as e:  # noqa: BLE001 - the loop must outlive any one batch's failure
+                    self._deliver(batch, e)
 
     async def _wait_for_company(self) -> None:
         """Give the oldest job up to max_wait to be joined by others of its key, unless its batch is full."""
@@ -121,6 +124,8 @@ class Batcher:
             results = batch[0].run(rows)
         except Exception as e:  # noqa: BLE001 - handed to every request of the batch
             return e
+        if len(results) != len(rows):
+            return RuntimeError(f"the model gave {len(results)} results for {len(rows)} inputs")
         seconds = time.perf_counter() - start
         self.on_batch(len(rows), seconds)
         return results, {"batch_seconds": round(seconds, 4), "batch_lines": len(rows)}
