@@ -42,6 +42,11 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def excerpt(text: str, width: int = 40) -> str:
+    """The start of a text for a one-line warning."""
+    return text if len(text) <= width else text[:width] + "…"
+
+
 @dataclass
 class Step:
     """One generated piece, as `translate --explain` shows it."""
@@ -160,7 +165,7 @@ class Translator:
         return out
 
     def _split_long(self, text: str, n_pieces: int) -> list[list[int]]:
-        limit, shown = self.max_source_pieces, text if len(text) <= 40 else text[:40] + "…"
+        limit, shown = self.max_source_pieces, excerpt(text)
         parts = self.tokenizer.encode(SENTENCE_END.split(text))
         if len(parts) > 1:
             self.warn(f"warning: input {shown!r} has {n_pieces} pieces, more than the model's {limit}: "
@@ -322,9 +327,8 @@ class Translator:
             return [], "", True
         ids = self.tokenizer.encode([clean(text)])[0]
         if len(ids) >= cap:
-            shown = text if len(text) <= 40 else text[:40] + "…"
-            self.warn(f"warning: target prefix {shown!r} has {len(ids)} pieces, as many as the length cap of {cap} "
-                      f"or more: the output is the prefix{' (truncated)' if len(ids) > room else ''}")
+            self.warn(f"warning: target prefix {excerpt(text)!r} has {len(ids)} pieces, as many as the length cap "
+                      f"of {cap} or more: the output is the prefix{' (truncated)' if len(ids) > room else ''}")
             return ids[:room], "", True
         if text[-1].isspace():  # a finished word: a new one starts next, or the sentence ends
             return ids, WORD_START, True
@@ -367,8 +371,8 @@ class Translator:
     def _fit(self, ids: list[int], limit: int, text: str, side: str) -> list[int]:
         """The first `limit` pieces, with a warning when that drops some."""
         if len(ids) > limit:
-            shown = text if len(text) <= 40 else text[:40] + "…"
-            self.warn(f"warning: {side} {shown!r} has {len(ids)} pieces, more than the model's {limit}: truncated")
+            self.warn(f"warning: {side} {excerpt(text)!r} has {len(ids)} pieces, more than the model's {limit}: "
+                      "truncated")
         return ids[:limit]
 
     # ------------------------------------------------------------------------------------------ extras

@@ -31,8 +31,8 @@ def groups(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:
     return out
 
 
-def difference_interval(a: list[str], b: list[str], references: list[str], samples: int,
-                        seed: int = 12345) -> dict[str, tuple[float, float, float, float]]:
+def difference_interval(a: list[str], b: list[str], references: list[str], samples: int, seed: int = 12345,
+                        metrics: tuple[str, ...] = ("bleu", "chrf")) -> dict[str, tuple[float, float, float, float]]:
     """Per metric, score(a) − score(b), the 95% paired bootstrap interval of that difference and its p-value:
     both systems' per-sentence sufficient statistics summed over the same resampled sentences (Koehn 2004);
     p as sacreBLEU computes it, the share of centred resampled differences at least as large as the observed
@@ -43,6 +43,8 @@ def difference_interval(a: list[str], b: list[str], references: list[str], sampl
     draws = rng.integers(0, len(references), size=(samples, len(references)))
     out = {}
     for metric, scorer in (("bleu", BLEU()), ("chrf", CHRF())):
+        if metric not in metrics:
+            continue
         stats = [np.asarray(scorer._extract_corpus_statistics(h, [references]), dtype=np.int64) for h in (a, b)]
         score = [scorer._compute_score_from_stats(list(st.sum(0))).score for st in stats]
         diffs = [scorer._compute_score_from_stats(list(stats[0][d].sum(0))).score
@@ -72,7 +74,8 @@ def difference_lines(runs: list[Run], test_sets: dict, samples: int, baseline: s
         for (size, seed), members in groups(runs).items():
             base = next((r for r in members if r.system == baseline), None)
             for other in (r for r in members if r is not base and base is not None):
-                d, lo, hi, p = difference_interval(base.hypotheses(name), other.hypotheses(name), refs, samples)["bleu"]
+                d, lo, hi, p = difference_interval(base.hypotheses(name), other.hypotheses(name), refs, samples,
+                                                   metrics=("bleu",))["bleu"]
                 ahead, behind = (base, other) if d >= 0 else (other, base)
                 lo, hi = (lo, hi) if d >= 0 else (-hi, -lo)
                 significance = ", significant" if p < 0.05 else ", not significant"
