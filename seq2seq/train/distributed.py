@@ -13,6 +13,7 @@ gloo alone.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 from contextlib import contextmanager, nullcontext
@@ -75,7 +76,12 @@ class Group:
         return cls(rank, world, local_rank), device
 
     def close(self) -> None:
+        """Leave the process group. The DDP wrapper holds the group: dropped first, the group's worker threads
+        are joined here, not torn down at interpreter exit (where they aborted a finished run: "terminate
+        called without an active exception")."""
+        self.ddp = None
         if self.world > 1 and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
     # ------------------------------------------------------------------------------------ the model
