@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -171,7 +172,8 @@ def add_routes(app: FastAPI) -> None:
         model, limits, texts = served(request, body.model), request.app.state.limits, body.texts
         check_text(texts, limits, body.extra_chars())
         settings, translator = body.settings(), model.translator
-        tokens = sum(len(ids) + 1 for line in translator.split(texts) for ids in line)
+        pieces = await run_in_threadpool(translator.split, texts)  # off the event loop, as the search is
+        tokens = sum(len(ids) + 1 for line in pieces for ids in line)
         run = lambda rows: search(translator, rows, settings, limits.max_batch_tokens)  # noqa: E731
         found, timing = await submit(request, Job(("translate", body.model, settings), body.rows(), tokens, run))
         return {"model": body.model, "results": [record(t, timing, settings.alignments) for t in found]}

@@ -96,7 +96,11 @@ class Batcher:
         while (delay := first.arrived + self.max_wait - time.monotonic()) > 0:
             if sum(j.tokens for j in self.waiting if j.key == first.key) >= self.max_batch_tokens:
                 return
-            await asyncio.sleep(min(delay, 0.001))
+            self._wake.clear()  # sleep until the next arrival (submit sets it) or the end of the wait
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                return
 
     def _take(self) -> list[Job]:
         """The oldest live job and, in arrival order, the others of its key that fit the token budget."""
