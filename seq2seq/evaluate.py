@@ -9,6 +9,7 @@ names, numbers or places.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -68,6 +69,38 @@ def keep_rate(sources: list[str], references: list[str], hypotheses: list[str], 
             n += 1
             kept += all(entity_kept(e, hyp) for e in entities)
     return {"rate": round(kept / n, 4), "kept": kept, "n": n} if n else None
+
+
+WORD = re.compile(r"\w+(?:['’-]\w+)*")  # a word: letters and digits, with inner apostrophes and hyphens
+
+
+def first_missed_word(hypothesis: str, reference: str) -> str | None:
+    """The first word of the reference, in its order, that the hypothesis lacks as a word (case-sensitive), or
+    None: the deterministic choice of a terminology constraint when measuring lexically constrained search."""
+    have = set(WORD.findall(hypothesis))
+    return next((w for w in WORD.findall(reference) if w not in have), None)
+
+
+def constraint_coverage(translator, sources: list[str], references: list[str],
+                        search: SearchConfig | None = None) -> dict:
+    """How lexically constrained search fares on the sentences whose plain translation misses a word of the
+    reference, each given the first such word as its one constraint: the share whose output then holds it
+    (as text, and as a whole word), and the BLEU of those sentences before and after."""
+    search = search or SearchConfig()
+    plain = [t.text for t in translator.translate_full(sources, search)]
+    missed = [(i, w) for i, (h, r) in enumerate(zip(plain, references)) if (w := first_missed_word(h, r))]
+    rows = [i for i, _ in missed]
+    words = [w for _, w in missed]
+    constrained = [t.text for t in translator.translate_full([sources[i] for i in rows], search,
+                                                             constraints=[[w] for w in words])]
+    subset = [references[i] for i in rows]
+    return {"sentences": len(sources), "missing_a_word": len(rows), "beam": search.beam,
+            "appears": sum(w in h for w, h in zip(words, constrained)),
+            "appears_as_word": sum(w in WORD.findall(h) for w, h in zip(words, constrained)),
+            "bleu_before": round(_BLEU().corpus_score([plain[i] for i in rows], [subset]).score, 2),
+            "bleu_after": round(_BLEU().corpus_score(constrained, [subset]).score, 2),
+            "examples": [{"source": sources[i], "constraint": w, "before": plain[i], "after": h}
+                         for i, w, h in list(zip(rows, words, constrained))[:5]]}
 
 
 def translate_and_score(translator, sources: list[str], references: list[str], search: SearchConfig | None = None,

@@ -19,7 +19,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
 from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.search import BANNED
-from seq2seq.evaluate import score
+from seq2seq.evaluate import constraint_coverage, first_missed_word, score
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import ModelDirError, save_model_dir
 from seq2seq.train.loss import label_smoothed_loss
@@ -375,6 +375,22 @@ def test_a_small_beam_is_raised_once_and_an_impossible_constraint_dropped(traine
     out = trained.translate_full(["A dog."], SearchConfig(beam=4, max_len_a=0.0, max_len_b=8),
                                  constraints=[[long_phrase, "maison"]])[0]
     assert "maison" in out.text and any("dropped for this line" in w for w in trained.warnings)
+
+
+def test_first_missed_word_is_the_first_reference_word_the_output_lacks():
+    assert first_missed_word("Le chat dort.", "Le petit chat dort.") == "petit"
+    assert first_missed_word("le chat dort", "Le chat dort.") == "Le"  # case counts
+    assert first_missed_word("Il est aujourd'hui là.", "Il est aujourd'hui là !") is None
+    assert first_missed_word("J'ai vu un chat-huant.", "J'ai vu un chat.") == "chat"  # whole words only
+
+
+def test_constraint_coverage_gives_each_missed_word_back(trained):
+    pairs = toy_pairs(12, seed=5)
+    sources, references = [en for en, _ in pairs], [fr.replace("chat", "matou") for _, fr in pairs]
+    found = constraint_coverage(trained, sources, references, SearchConfig(beam=4))
+    assert 0 < found["missing_a_word"] <= found["sentences"] == 12
+    assert found["appears"] == found["missing_a_word"]  # every constraint met
+    assert all(e["constraint"] in e["after"] for e in found["examples"])
 
 
 def test_constraints_need_beam_search(trained):
