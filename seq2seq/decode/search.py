@@ -86,8 +86,8 @@ def sample(model, src, temperature: float = 1.0, top_k: int = 0, top_p: float = 
         logprobs = ban(logits.log_softmax(-1))
         if prefix is not None:
             logprobs = prefix.restrict(logprobs, t, rows, tokens)
-        logits = logits.masked_fill(logprobs == NEG_INF, NEG_INF)  # what is banned or ruled out
         if temperature > 0:
+            logits = logits.masked_fill(logprobs == NEG_INF, NEG_INF)  # what is banned or ruled out
             shaped = _filter_top_k_top_p(logits / temperature, top_k, top_p).log_softmax(-1)
             chosen = _draw(shaped.exp(), generator)
         else:
