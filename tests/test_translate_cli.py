@@ -232,7 +232,10 @@ def start_resumable(model_dir, source, out, *extra):
     return subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", str(model_dir), *FAST,
                              "--threads", "1", "--format", "jsonl", "--buffer-size", "1", "-i", str(source),
                              "-o", str(out), "--resume", *map(str, extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            # a shell's background job starts with SIGINT ignored, and Python then never turns
+                            # it into KeyboardInterrupt: give the child the default, however pytest was started
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def stop_midway(proc, partial, signal_number, lines: int = 20) -> None:
