@@ -88,17 +88,16 @@ def constraint_coverage(translator, sources: list[str], references: list[str],
     (as text, and as a whole word), and the BLEU of those sentences before and after."""
     search = search or SearchConfig()
     plain = [t.text for t in translator.translate_full(sources, search)]
-    missed = [(i, w) for i, (h, r) in enumerate(zip(plain, references)) if (w := first_missed_word(h, r))]
-    rows = [i for i, _ in missed]
-    words = [w for _, w in missed]
+    missed = {i: w for i, (h, r) in enumerate(zip(plain, references)) if (w := first_missed_word(h, r))}
+    rows, words = list(missed), list(missed.values())
     constrained = [t.text for t in translator.translate_full([sources[i] for i in rows], search,
                                                              constraints=[[w] for w in words])]
     subset = [references[i] for i in rows]
     return {"sentences": len(sources), "missing_a_word": len(rows), "beam": search.beam,
             "appears": sum(w in h for w, h in zip(words, constrained)),
             "appears_as_word": sum(w in WORD.findall(h) for w, h in zip(words, constrained)),
-            "bleu_before": round(_BLEU().corpus_score([plain[i] for i in rows], [subset]).score, 2),
-            "bleu_after": round(_BLEU().corpus_score(constrained, [subset]).score, 2),
+            "bleu_before": score([plain[i] for i in rows], subset)["bleu"],
+            "bleu_after": score(constrained, subset)["bleu"],
             "examples": [{"source": sources[i], "constraint": w, "before": plain[i], "after": h}
                          for i, w, h in list(zip(rows, words, constrained))[:5]]}
 
