@@ -89,6 +89,13 @@ def test_every_swap_holds_the_new_entity_on_both_sides():
     assert len(one) == 2 and [k for k, _, _ in swaps] == ["places"] and "have 1 cat" in new_src  # 1 stays (grammar)
 
 
+def test_a_drawn_number_is_never_the_number_it_replaces():
+    """A whole hour ("9h", 12 to draw from) or a short decimal would often come back unchanged: no swap."""
+    for value, minutes in [(("t", 9, 0), False), (("t", 21, 0), False), (("t", 7, 45), True), (("d", 3, "5"), True)]:
+        for seed in range(300):
+            assert augment.draw_number(value, random.Random(seed), minutes) != value
+
+
 def test_numbers_keep_their_shape_and_french_style():
     rng = random.Random(5)
     for src, tgt, pattern_en, pattern_fr in [

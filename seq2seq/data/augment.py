@@ -201,7 +201,10 @@ def draw_number(value: tuple, rng: random.Random, has_minutes: bool = True, offs
     if kind == "t":
         top = 11 if offset else (12 if value[1] <= 12 else 23)
         bottom = 1 if value[1] <= 12 else 13
-        return ("t", rng.randint(bottom, top), rng.randrange(60) if has_minutes else 0)
+        hour, minute = rng.randint(bottom, top), rng.randrange(60) if has_minutes else 0
+        if (hour, minute) == value[1:]:  # the same time would be no swap ("9h" has 12 to draw from): the next hour
+            hour = bottom + (hour + 1 - bottom) % (top - bottom + 1)
+        return ("t", hour, minute)
     if kind == "i" and value[1] < 2:
         return None
     digits = len(str(value[1]))
@@ -210,7 +213,10 @@ def draw_number(value: tuple, rng: random.Random, has_minutes: bool = True, offs
     else:
         whole = rng.randint(max(2 if kind == "i" else 0, 10 ** (digits - 1) if digits > 1 else 0), 10 ** digits - 1)
     if kind == "d":
-        return ("d", whole, "".join(str(rng.randrange(10)) for _ in value[2]))
+        decimals = "".join(str(rng.randrange(10)) for _ in value[2])
+        if (whole, decimals) == value[1:]:  # the same number would be no swap: change its last decimal
+            decimals = decimals[:-1] + str((int(decimals[-1]) + 1) % 10)
+        return ("d", whole, decimals)
     return ("i", whole if whole != value[1] else (whole % (10 ** digits - 2)) + 2)
 
 

@@ -26,7 +26,7 @@ from seq2seq.data.corpora import (LANGS, MULTI30K_SPLITS, Corpora, DataError, lo
 from seq2seq.data.text import clean
 from seq2seq.io import write_bytes
 
-VERSION = 2  # bump when a change here alters the outputs
+VERSION = 3  # bump when a change here or in augment.py alters the outputs
 MANIFEST = "manifest.json"
 FILTERS = ("empty", "min_words", "max_words", "max_ratio")
 
