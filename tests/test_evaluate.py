@@ -80,6 +80,21 @@ def test_evaluate_scores_every_configured_test_set(run_dir, capsys):
         assert len(hyps) == 7 and hyps[-1] == ""
 
 
+def test_an_ensemble_of_one_model_twice_scores_as_that_model_and_writes_into_no_run(run_dir, capsys):
+    model, common = str(run_dir / "model"), ["--beam", "2", "--max-len-b", "5", "--max-sentences", "6",
+                                             "--sets", "tatoeba/test"]
+    main(["evaluate", "--model", model, *common])
+    alone = json.loads((run_dir / "results.json").read_text())["test"]["tatoeba/test"]
+    before = (run_dir / "results.json").read_text(), (run_dir / "test" / "tatoeba.test.hyp").read_text()
+    capsys.readouterr()
+    main(["evaluate", "--model", model, "--model", model, *common])
+    captured = capsys.readouterr()
+    row = next(line for line in captured.out.splitlines() if line.startswith("tatoeba/test"))
+    assert f"{alone['bleu']:.2f}" in row and f"{alone['chrf']:.2f}" in row
+    assert "written nowhere" in captured.err
+    assert ((run_dir / "results.json").read_text(), (run_dir / "test" / "tatoeba.test.hyp").read_text()) == before
+
+
 def test_evaluate_own_files_with_bootstrap(tmp_path, toy_tokenizer, capsys):
     model = make_model_dir(tmp_path / "model", toy_tokenizer)
     pairs = toy_pairs(8, seed=5)

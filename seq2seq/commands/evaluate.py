@@ -46,7 +46,7 @@ def add_arguments(p) -> None:
                    help="95%% confidence intervals from N bootstrap resamples (sacreBLEU; 1000 is usual)")
     add_progress_argument(g)
     add_search_arguments(p, sampling=False)
-    add_model_arguments(p)
+    add_model_arguments(p, ensemble=True)
     p.set_defaults(batch_tokens=6000)
 
 
@@ -61,17 +61,17 @@ def run(args) -> None:
     if args.bootstrap < 0 or (args.max_sentences is not None and args.max_sentences < 1):
         raise UserError("--bootstrap must be >= 0 and --max-sentences >= 1")
     check_output(args.output, args.force)
-    model_dir = args.model
-    if model_dir is None:
-        model_dir = default_model_dir()
-        warn(f"model: {model_dir}")
+    models = args.model or [default_model_dir()]
+    if args.model is None:
+        warn(f"model: {models[0]}")
+    model_dir, ensemble = models[0], len(models) > 1  # the first model's run gives the data settings
     if args.src is not None:
         pairs = {str(args.src): read_pair(args.src, args.ref)}
     else:
         pairs = read_test_sets(model_dir, args.sets, args.data_dir)
     if args.max_sentences:
         pairs = {name: (src[: args.max_sentences], ref[: args.max_sentences]) for name, (src, ref) in pairs.items()}
-    args.model = model_dir
+    args.model = models
     english_source = data_config(model_dir).src_lang == "en"  # the keep-rate reads English names and numbers
     translator = load_translator(args)
     results, run_dir = {}, model_dir.parent
@@ -80,12 +80,15 @@ def run(args) -> None:
         with progress_bar(args, len(src)) as bar:
             hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap,
                                                       keep=english_source, progress=bar.update, **batches)
-        if args.src is None:
+        if args.src is None and not ensemble:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:
             write_lines(args.output, hyps)
     print(format_table(results), flush=True)
-    if args.src is None:
+    if ensemble and args.src is None:
+        warn("an ensemble belongs to no run, so its hypotheses and scores are written nowhere "
+             "(--src/--ref -o FILE keeps the hypotheses)")
+    elif args.src is None:
         update_results(run_dir / "results.json", results)
         warn(f"hypotheses in {run_dir / 'test'}/, scores in {run_dir / 'results.json'}")
 
