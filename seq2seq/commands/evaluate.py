@@ -64,7 +64,8 @@ def run(args) -> None:
     models = args.model or [default_model_dir()]
     if args.model is None:
         warn(f"model: {models[0]}")
-    model_dir, ensemble = models[0], len(models) > 1  # the first model's run gives the data settings
+    model_dir = models[0]  # the first model's run gives the data settings
+    into_run = args.src is None and len(models) == 1  # an ensemble's scores belong to no run
     if args.src is not None:
         pairs = {str(args.src): read_pair(args.src, args.ref)}
     else:
@@ -80,17 +81,17 @@ def run(args) -> None:
         with progress_bar(args, len(src)) as bar:
             hyps, results[name] = translate_and_score(translator, src, ref, search, bootstrap=args.bootstrap,
                                                       keep=english_source, progress=bar.update, **batches)
-        if args.src is None and not ensemble:
+        if into_run:
             write_lines(run_dir / "test" / f"{name.replace('/', '.')}.hyp", hyps)
         elif args.output is not None:
             write_lines(args.output, hyps)
     print(format_table(results), flush=True)
-    if ensemble and args.src is None:
-        warn("an ensemble belongs to no run, so its hypotheses and scores are written nowhere "
-             "(--src/--ref -o FILE keeps the hypotheses)")
-    elif args.src is None:
+    if into_run:
         update_results(run_dir / "results.json", results)
         warn(f"hypotheses in {run_dir / 'test'}/, scores in {run_dir / 'results.json'}")
+    elif args.src is None:
+        warn("an ensemble belongs to no run, so its hypotheses and scores are written nowhere "
+             "(--src/--ref -o FILE keeps the hypotheses)")
 
 
 def read_pair(src: Path, ref: Path) -> tuple[list[str], list[str]]:
