@@ -83,3 +83,26 @@ def test_peak_rss_sees_memory_freed_before_the_block_ends():
         time.sleep(0.05)  # the sampler runs while this thread waits (as it does inside torch kernels)
         del block
     assert peak.mib - before.mib > 150
+
+
+def test_ctranslate2_on_mkl_is_a_row_only_when_every_engine_has_a_process_of_its_own():
+    from seq2seq.bench.decoding import engines  # noqa: PLC0415
+
+    def names(isolate):
+        return {name: kwargs for name, (_, kwargs, _) in engines("m", None, "ct2", [], [], [], 1, isolate).items()}
+    assert names(True)["CTranslate2 float32, MKL"]["use_mkl"] is True
+    assert "use_mkl" not in names(True)["CTranslate2 float32"]
+    assert "CTranslate2 float32, MKL" not in names(False) and "CTranslate2 float32" in names(False)
+
+
+def test_targets_report_greedy_and_beam_against_ctranslate2_and_the_mkl_row_beside_them():
+    from seq2seq.bench.report import targets  # noqa: PLC0415
+
+    speeds = {("ours", 100.0, 50.0), ("CTranslate2 float32", 80.0, 50.0), ("CTranslate2 float32, MKL", 50.0, 25.0)}
+    rows = [{"engine": e, "search": s, "sentences_per_s": v}
+            for e, g, b in speeds for s, v in (("greedy", g), ("beam 4", b))]
+    lines = targets({"decoding": {"rows": rows}})
+    assert "greedy ≥ 1.1× CTranslate2 float32: 1.25× — met" in lines
+    assert "beam 4 ≥ 1.1× CTranslate2 float32: 1.00× — not met" in lines
+    mkl = "not a target — beam 4, against CTranslate2 float32 made to use MKL"
+    assert any(line.startswith(mkl) and line.endswith("2.00×") for line in lines)

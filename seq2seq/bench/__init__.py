@@ -173,7 +173,8 @@ def run_decoding(args, cfg, tokenizer, results, work: Path, log) -> None:
         ct2_dir = str(export(model_dir, "ct2", work / "ct2"))
     except ExportError as e:  # a missing peer package leaves our own numbers standing
         results.setdefault("notes", []).append(f"peers left out of decoding: {e}")
-    table = decoding.engines(str(model_dir), hf_dir, ct2_dir, batches, pieces, limits, args.threads)
+    table = decoding.engines(str(model_dir), hf_dir, ct2_dir, batches, pieces, limits, args.threads,
+                             isolate=not args.in_process)
     rows = decoding.speeds(table, len(batches), len(ids), args.repeat, isolate=not args.in_process)
     d = results["decoding"] = {"sentences": len(ids), "test_set": TEST_SET, "batch_size": args.batch_size,
                                "weights": weights, "rows": rows, "agreement": {}}

@@ -15,6 +15,7 @@ may differ. Every engine gets our length cap (|source| + 50 pieces) for the long
 
 from __future__ import annotations
 
+import os
 from contextlib import ExitStack
 
 import torch
@@ -73,10 +74,14 @@ class HuggingFace:
 
 
 class CTranslate2:
-    """A CTranslate2 translator of the export at `compute_type`, on batches of source pieces ending in </s>."""
+    """A CTranslate2 translator of the export at `compute_type`, on batches of source pieces ending in </s>.
+    CTranslate2 multiplies float32 matrices with Intel MKL on Intel CPUs and with oneDNN on others;
+    `use_mkl=True` (CT2_USE_MKL=1, read once per process) makes it take MKL everywhere, as PyTorch does."""
 
     def __init__(self, ct2_dir: str, batches: list[list[list[str]]], limits: list[list[int]], threads: int,
-                 compute_type: str):
+                 compute_type: str, use_mkl: bool = False):
+        if use_mkl:
+            os.environ["CT2_USE_MKL"] = "1"
         import ctranslate2  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         self.translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
@@ -90,9 +95,10 @@ class CTranslate2:
         return [r.hypotheses[0] for r in results]
 
 
-def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads) -> dict:
+def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads, isolate: bool = True) -> dict:
     """name -> (worker factory, its keyword arguments, extra decode() arguments). Peers whose export
-    is missing (None) are left out."""
+    is missing (None) are left out; so is CTranslate2 on MKL when the engines share one process (`isolate`
+    False: the first CTranslate2 translator fixes its matrix library for the process)."""
     table = {"ours": (Ours, dict(model_dir=model_dir, batches=batches), ()),
              "ours, no cache": (Ours, dict(model_dir=model_dir, batches=batches), (False,))}
     for precision in ("bf16", "int8"):
@@ -103,6 +109,9 @@ def engines(model_dir, hf_dir, ct2_dir, batches, pieces, limits, threads) -> dic
         for compute_type in ("float32", "int8"):
             table[f"CTranslate2 {compute_type}"] = (CTranslate2, dict(ct2_dir=ct2_dir, batches=pieces, limits=limits,
                                                                       compute_type=compute_type), ())
+        if isolate:
+            table["CTranslate2 float32, MKL"] = (CTranslate2, dict(ct2_dir=ct2_dir, batches=pieces, limits=limits,
+                                                                   compute_type="float32", use_mkl=True), ())
     return {name: (factory, {**kwargs, "threads": threads}, extra) for name, (factory, kwargs, extra) in table.items()}
 
 

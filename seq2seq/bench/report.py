@@ -7,7 +7,7 @@ from pathlib import Path
 from seq2seq.bench.serve import markdown as serve_markdown
 
 TARGETS = ("training ≥ 1.3× Hugging Face tokens/s", "beam 4 ≥ 2× Hugging Face generate()",
-           "greedy within 2× of CTranslate2 float32")
+           "≥ 1.1× CTranslate2 float32")  # the last for greedy and for beam 4
 
 
 def _hf_name(model: str) -> str:
@@ -62,9 +62,14 @@ def targets(results: dict) -> list[str]:
     if ("beam 4", "Hugging Face generate()") in dec:
         ratio = dec[("beam 4", "Hugging Face generate()")]
         lines.append(f"{TARGETS[1]}: {ratio:.2f}× — {'met' if ratio >= 2.0 else 'not met'}")
-    if ("greedy", "CTranslate2 float32") in dec:
-        ratio = dec[("greedy", "CTranslate2 float32")]
-        lines.append(f"{TARGETS[2]}: ours at {ratio:.2f}× its speed — {'met' if ratio >= 0.5 else 'not met'}")
+    for search in ("greedy", "beam 4"):
+        if (search, "CTranslate2 float32") in dec:
+            ratio = dec[(search, "CTranslate2 float32")]
+            lines.append(f"{search} {TARGETS[2]}: {ratio:.2f}× — {'met' if ratio >= 1.1 else 'not met'}")
+    for search in ("greedy", "beam 4"):
+        if (search, "CTranslate2 float32, MKL") in dec:
+            lines.append(f"not a target — {search}, against CTranslate2 float32 made to use MKL (as PyTorch does): "
+                         f"ours at {dec[(search, 'CTranslate2 float32, MKL')]:.2f}×")
     int8 = _ratios(rows, "search", ("engine", "ours int8"), "sentences_per_s")  # like against like
     for search in ("greedy", "beam 4"):
         if (search, "CTranslate2 int8") in int8:
