@@ -3,7 +3,8 @@
 - ours: seq2seq.decode.search on the model directory, with and without the key/value cache, and at
   reduced precision (bf16 autocast; int8 dynamic quantization, the counterpart of CTranslate2 int8);
 - Hugging Face `generate()` on the MarianMT export of the same weights (seq2seq/export/marian.py);
-- CTranslate2 (float32 and int8) on the CTranslate2 export (seq2seq/export/ct2.py).
+- CTranslate2 (float32 and int8) on the CTranslate2 export (seq2seq/export/ct2.py), and float32 once more made
+  to use MKL, the matrix library PyTorch uses (CTranslate2 takes oneDNN on CPUs not made by Intel).
 
 Ids in, ids out: tokenization is outside the timing for every engine. Each engine lives in its own
 process and they decode in turns, batch by batch (measure.py); with `repeat` > 1 the fastest pass
