@@ -297,8 +297,9 @@ def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Pa
         drop = fades(profile.long_shares)
         if model.kind == "gpt" and drop is not None:
             verb = "falls" if drop > 0.02 else "does not fall"
+            change = f"{'down' if drop >= 0 else 'up'} by {abs(drop):.2f}"
             lines.append(f"{run.name}: the source's share of attention {verb} from positions 1–5 to 16–20 of the "
-                         f"same {len(profile.long_shares)} sentences (by {drop:+.2f})")
+                         f"same {len(profile.long_shares)} sentences ({change})")
     if not profiles:
         return None
     plots.source_attention(profiles, path)
