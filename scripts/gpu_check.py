@@ -57,6 +57,14 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def labelled_logits(model, batch):
+    """The training forward: ours projects to the vocabulary only where a label is; a peer (Hugging Face's
+    Marian) gives logits at every target position, where the `pair` layout has a label anyway."""
+    if hasattr(model, "labelled_logits"):
+        return model.labelled_logits(batch)
+    return model.logits(batch), batch.labels
+
+
 def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, device, amp_dtype) -> dict:
     """Train steps on `batches` (cycled) for `seconds` after a warm-up; tokens/s and model TFLOP/s."""
     torch.manual_seed(0)
@@ -71,7 +79,7 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
     def step(batch):
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits, labels = model.labelled_logits(batch)
+            logits, labels = labelled_logits(model, batch)
         loss, _ = label_smoothed_loss(logits, labels, 0.1)
         (loss / batch.label_tokens).backward()
         optimizer.step()
@@ -95,7 +103,7 @@ def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, d
             "tokens_per_s": tokens / elapsed, "model_tflops_per_s": flops / elapsed / 1e12}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
                         help="tiny model, seconds per stage (a CPU test of this script)")
@@ -103,57 +111,40 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
     parser.add_argument("--run-dir", type=Path, default=Path("/tmp/seq2seq_gpu_run"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the training run")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    return parser.parse_args()
 
-    overrides = ["experiment=h200_budget", *args.overrides]
-    if args.smoke:
-        overrides += ["model=transformer_tiny", "trainer.device=auto", "trainer.precision=auto",
-                      "trainer.max_minutes=0.1", "trainer.batch_tokens=2048", "trainer.save_every=5",
-                      "trainer.test_max_sentences=50", "trainer.log_every=5"]
-        args.probe_seconds = min(args.probe_seconds, 2.0)
-    cfg = compose(*overrides)
-    gpt_cfg = compose("experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}").model
-    device, amp_dtype = select_device(cfg.trainer)
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-              "overrides": overrides}
 
-    report["bf16_peak_tflops"] = matmul_peak(device, 256 if args.smoke else 8192)
-    print(f"bf16 matmul peak: {report['bf16_peak_tflops']:.0f} TFLOP/s", flush=True)
-
-    results = train(cfg, args.run_dir)
-    report["train"] = {k: v for k, v in results["train"].items() if k != "history"}
-    report["test"] = results["test"]
-    report["params"] = results["model"]["params"]
-    report["train"]["mfu"] = results["train"]["model_tflops_per_s"] / report["bf16_peak_tflops"]
-
-    # What averaging bought: the last checkpoint alone on Multi30k 2016.
-    last = checkpoint.list_steps(args.run_dir / "checkpoints")[-1]
-    translator = Translator.load(args.run_dir / "model", device=device.type)
+def last_checkpoint_bleu(cfg, run_dir: Path, device: torch.device) -> float:
+    """What averaging bought: the last checkpoint alone on Multi30k 2016."""
+    last = checkpoint.list_steps(run_dir / "checkpoints")[-1]
+    translator = Translator.load(run_dir / "model", device=device.type)
     translator.model.load_state_dict(checkpoint.load(last)["model"])
     src, ref = read_split(cfg.data.out_dir, "multi30k/test_2016_flickr", cfg.data.src_lang, cfg.data.tgt_lang)
     if cfg.trainer.test_max_sentences:
         src, ref = src[: cfg.trainer.test_max_sentences], ref[: cfg.trainer.test_max_sentences]
     hyps = translator.translate(src, final_search(cfg.trainer), batch_tokens=cfg.trainer.eval_batch_tokens)
-    report["last_checkpoint_multi30k_2016_bleu"] = score(hyps, ref)["bleu"]
+    return score(hyps, ref)["bleu"]
 
-    # Throughput probes on the same batches.
+
+def throughput_probes(cfg, gpt_cfg, seconds: float, device, amp_dtype, peak_tflops: float) -> list[dict]:
+    """Ours, Hugging Face's and the decoder-only model's training throughput, on the same batches."""
     train_src, train_tgt, tokenizer = prepare_data(cfg)
     pairs = encode_pairs(tokenizer, train_src, train_tgt, cfg.trainer.max_len)
-    report["probes"] = []
+    rows = []
     for implementation, model_cfg in (("ours", cfg.model), ("hf", cfg.model), ("ours", gpt_cfg)):
         batches = sample_batches(pairs, layout_of(model_cfg.kind), cfg.trainer.batch_tokens, 40)
         try:
-            row = probe(implementation, model_cfg, len(tokenizer), batches, args.probe_seconds, device, amp_dtype)
+            row = probe(implementation, model_cfg, len(tokenizer), batches, seconds, device, amp_dtype)
         except Exception as e:  # a peer that cannot run here is reported, not fatal
             row = {"implementation": implementation, "model": model_cfg.name, "error": f"{type(e).__name__}: {e}"[:300]}
         if "model_tflops_per_s" in row:
-            row["mfu"] = row["model_tflops_per_s"] / report["bf16_peak_tflops"]
-        report["probes"].append(row)
+            row["mfu"] = row["model_tflops_per_s"] / peak_tflops
+        rows.append(row)
         print(json.dumps(row), flush=True)
-    report["seconds"] = time.perf_counter() - t0
+    return rows
 
+
+def summary(report: dict) -> str:
     lines = [f"# gpu-check on {report['device']} (torch {report['torch']}), {report['seconds']:.0f} s",
              f"bf16 matmul peak: {report['bf16_peak_tflops']:.0f} TFLOP/s",
              f"train: {report['train']['steps']} steps in {report['train']['seconds']:.0f} s, "
@@ -168,7 +159,38 @@ def main() -> None:
         figures = (f"{r['tokens_per_s']:>12,.0f} {r['model_tflops_per_s']:>8.1f} {100 * r['mfu']:>5.1f}%"
                    if "error" not in r else r["error"][:80])
         lines.append(f"{name:<26} " + figures)
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    overrides = ["experiment=h200_budget", *args.overrides]
+    if args.smoke:
+        overrides += ["model=transformer_tiny", "trainer.device=auto", "trainer.precision=auto",
+                      "trainer.max_minutes=0.1", "trainer.batch_tokens=2048", "trainer.save_every=5",
+                      "trainer.test_max_sentences=50", "trainer.log_every=5"]
+        args.probe_seconds = min(args.probe_seconds, 2.0)
+    cfg = compose(*overrides)
+    gpt_cfg = compose("experiment=h200_budget", f"model={'gpt_tiny' if args.smoke else 'gpt_base'}").model
+    device, amp_dtype = select_device(cfg.trainer)
+    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
+              "overrides": overrides}
+
+    report["bf16_peak_tflops"] = matmul_peak(device, 256 if args.smoke else 8192)
+    print(f"bf16 matmul peak: {report['bf16_peak_tflops']:.0f} TFLOP/s", flush=True)
+    results = train(cfg, args.run_dir)
+    report["train"] = {k: v for k, v in results["train"].items() if k != "history"}
+    report["test"] = results["test"]
+    report["params"] = results["model"]["params"]
+    report["train"]["mfu"] = results["train"]["model_tflops_per_s"] / report["bf16_peak_tflops"]
+    report["last_checkpoint_multi30k_2016_bleu"] = last_checkpoint_bleu(cfg, args.run_dir, device)
+    report["probes"] = throughput_probes(cfg, gpt_cfg, args.probe_seconds, device, amp_dtype,
+                                         report["bf16_peak_tflops"])
+    report["seconds"] = time.perf_counter() - t0
+
+    table = summary(report)
     print(table, flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     (args.out / "gpu_check.txt").write_text(table + "\n")
