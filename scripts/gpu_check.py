@@ -58,11 +58,11 @@ def sync(device):
 
 
 def labelled_logits(model, batch):
-    """The training forward: ours projects to the vocabulary only where a label is; a peer (Hugging Face's
-    Marian) gives logits at every target position, where the `pair` layout has a label anyway."""
+    """The training forward: ours projects to the vocabulary only where a label is; a peer gives logits at
+    every position, against `tgt_out` (PAD where no loss is), as the bench's training probe does."""
     if hasattr(model, "labelled_logits"):
         return model.labelled_logits(batch)
-    return model.logits(batch), batch.labels
+    return model.logits(batch), batch.tgt_out
 
 
 def probe(implementation: str, model_cfg, vocab: int, batches, seconds: float, device, amp_dtype) -> dict:

@@ -83,6 +83,8 @@ class CTranslate2:
                  compute_type: str, use_mkl: bool = False):
         if use_mkl:
             os.environ["CT2_USE_MKL"] = "1"
+        else:  # the default row is CTranslate2's own choice, whatever the caller's shell says
+            os.environ.pop("CT2_USE_MKL", None)
         import ctranslate2  # noqa: PLC0415 - lazy: optional package (bench extra)
 
         self.translator = ctranslate2.Translator(ct2_dir, device="cpu", compute_type=compute_type,
