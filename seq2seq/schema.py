@@ -176,6 +176,7 @@ class TrainerConfig(Checked):
     batch_tokens: int = setting(4096, COUNT)
     accumulate: int = setting(1, COUNT)
     max_len: int = setting(128, COUNT)
+    bpe_dropout: float = setting(0.0, FRACTION)
     label_smoothing: float = setting(0.1, FRACTION)
     adam_betas: list[float] = setting(factory=lambda: [0.9, 0.98])
     adam_eps: float = 1.0e-9

@@ -51,9 +51,11 @@ def test_train_end_to_end_writes_results_model_and_resumes(tmp_path, toy_data_ov
     assert "resumed from step 12" in (run / "train.log").read_text()
 
 
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, toy_data_overrides):
+@pytest.mark.parametrize("bpe_dropout", [[], ["trainer.bpe_dropout=0.1", "trainer.batch_tokens=4096"]],
+                         ids=["plain", "bpe_dropout"])  # with dropout: ~7 batches an epoch, so 15 steps span three
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, toy_data_overrides, bpe_dropout):
     common = ["experiment=tiny", *toy_data_overrides, "trainer.save_every=7", "trainer.valid_every=1000",
-              "trainer.average_last=0", "trainer.test_max_sentences=2"]
+              "trainer.average_last=0", "trainer.test_max_sentences=2", *bpe_dropout]
     train(compose(*common, "trainer.max_steps=15"), tmp_path / "straight")
     train(compose(*common, "trainer.max_steps=7"), tmp_path / "split")  # stops at a checkpoint ...
     train(compose(*common, "trainer.max_steps=15"), tmp_path / "split")  # ... and resumes from it
@@ -62,6 +64,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, toy_d
     for key in a["model"]:
         assert torch.allclose(a["model"][key], b["model"][key], atol=1e-6), key
     assert a["progress"]["tokens"] == b["progress"]["tokens"]
+    assert not bpe_dropout or a["progress"]["epoch"] >= 2
 
 
 def test_averaging_at_the_end_uses_the_last_checkpoints(tmp_path, toy_data_overrides):

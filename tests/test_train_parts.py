@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -10,11 +11,13 @@ from omegaconf import OmegaConf
 
 from seq2seq.config import compose
 from seq2seq.data.batching import TokenBucketBatcher, collate, example_length
+from seq2seq.data.sets import encode_pairs
 from seq2seq.data.tokenizer import BOS, EOS, PAD, SEP
 from seq2seq.train import checkpoint
 from seq2seq.train.loss import label_smoothed_loss
 from seq2seq.train.schedule import noam_lr, noam_scale
-from seq2seq.train.trainer import Progress, seconds_left
+from seq2seq.train.trainer import Progress, TrainData, dropout_pairs, seconds_left
+from tests.conftest import toy_pairs
 
 
 def test_label_smoothed_loss_equals_a_hand_computation():
@@ -132,3 +135,17 @@ def test_eta_follows_the_budget_that_binds_first():
 
     cpu_small = compose().trainer  # make train: a step budget, no wall clock
     assert cpu_small.max_steps == 2778 and cpu_small.max_minutes is None
+
+
+def test_bpe_dropout_segments_each_epoch_anew_the_same_way_every_time(toy_tokenizer):
+    src, tgt = map(list, zip(*toy_pairs(200, seed=3)))
+    cfg = compose("experiment=tiny", "trainer.bpe_dropout=0.3")
+    plain = encode_pairs(toy_tokenizer, src, tgt, cfg.trainer.max_len)
+    batcher = TokenBucketBatcher([len(s) + len(t) for s, t in plain], 512, seed=1)
+    data = TrainData(plain, batcher, "pair", False, partial(dropout_pairs, toy_tokenizer, src, tgt, cfg))
+    (first, batches), (again, batches_again), (second, _) = data.epoch(0), data.epoch(0), data.epoch(1)
+    assert first == again and all((a == b).all() for a, b in zip(batches, batches_again))
+    assert first != second and first != plain
+    assert toy_tokenizer.decode([s for s, _ in first]) == toy_tokenizer.decode([s for s, _ in plain]) == src
+    assert sorted(i for b in batches for i in b) == list(range(len(first)))  # every pair once an epoch
+    assert TrainData(plain, batcher, "pair", False).epoch(3)[0] is plain  # off: the same pairs every epoch

@@ -60,10 +60,13 @@ def read_sets(data_cfg, names: list[str]) -> tuple[list[str], list[str]]:
     return src, tgt
 
 
-def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int) -> list[tuple[list[int], list[int]]]:
-    pairs = list(zip(tokenizer.encode(src), tokenizer.encode(tgt)))
+def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int, dropout: float = 0.0,
+                 seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """The pairs as ids (with BPE-dropout when `dropout` > 0, see Tokenizer.encode), those with a side empty or
+    longer than `max_len` pieces left out."""
+    pairs = list(zip(tokenizer.encode(src, dropout, seed), tokenizer.encode(tgt, dropout, seed + 1)))
     kept = [(s, t) for s, t in pairs if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
-    if len(kept) < len(pairs):
+    if len(kept) < len(pairs) and not dropout:  # with dropout, every epoch would say it again
         log.info("skipped %d of %d training pairs longer than trainer.max_len=%d pieces (or empty)",
                  len(pairs) - len(kept), len(pairs), max_len)
     return kept

@@ -38,8 +38,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return len(self)
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        return self.sp.encode(texts, out_type=int)
+    def encode(self, texts: list[str], dropout: float = 0.0, seed: int = 0) -> list[list[int]]:
+        """Ids of each text. With `dropout` > 0, each merge is skipped with that probability (BPE-dropout,
+        Provilkov et al. 2020; SentencePiece's sampling), drawn from `seed` on one thread so that the same
+        seed gives the same pieces on every machine."""
+        if not dropout:
+            return self.sp.encode(texts, out_type=int)
+        spm.set_random_generator_seed(seed)
+        return self.sp.encode(texts, out_type=int, enable_sampling=True, alpha=dropout, nbest_size=-1, num_threads=1)
 
     def encode_pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)

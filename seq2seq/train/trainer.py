@@ -33,8 +33,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import sacrebleu
 import sentencepiece
 import torch
@@ -82,15 +84,27 @@ class Progress:
 
 @dataclass
 class TrainData:
-    """The encoded training pairs and their token-bucketed batches (§5.1: pairs batched by approximate length)."""
+    """The encoded training pairs and their token-bucketed batches (§5.1: pairs batched by approximate length).
+    With BPE-dropout (`resegment`), every epoch encodes the training text anew, seeded by the epoch, and is
+    batched by its own lengths: epoch e is the same on every machine and after every resume."""
 
     pairs: list[tuple[list[int], list[int]]]
     batcher: TokenBucketBatcher
     layout: str  # "pair" (encoder–decoder) or "concat" (decoder-only)
     loss_on_source: bool  # decoder-only: labels on the source too
+    resegment: Callable[[int], list[tuple[list[int], list[int]]]] | None = None  # epoch -> that epoch's pairs
 
-    def collate(self, ids) -> Batch:
-        return collate([self.pairs[j] for j in ids], self.layout, self.loss_on_source)
+    def epoch(self, epoch: int) -> tuple[list[tuple[list[int], list[int]]], list[np.ndarray]]:
+        """The pairs of `epoch` and its batches (index arrays into them)."""
+        if self.resegment is None:
+            return self.pairs, self.batcher.batches(epoch)
+        pairs = self.resegment(epoch)
+        lengths = [example_length(s, t, self.layout) for s, t in pairs]
+        batcher = TokenBucketBatcher(lengths, self.batcher.batch_tokens, seed=self.batcher.seed)
+        return pairs, batcher.batches(epoch)
+
+    def collate(self, pairs, ids) -> Batch:
+        return collate([pairs[j] for j in ids], self.layout, self.loss_on_source)
 
 
 @dataclass
@@ -266,8 +280,15 @@ def load_data(cfg, run_dir: Path, group: Group) -> tuple[Tokenizer, TrainData, d
     for name in active_sets(cfg.data, "valid_sets"):
         src, tgt = read_sets(cfg.data, [name])
         valid_sets[name] = (src, tgt, list(zip(tokenizer.encode(src), tokenizer.encode(tgt))))
-    data = TrainData(pairs, batcher, layout, bool(cfg.model.get("loss_on_source", False)))
+    resegment = partial(dropout_pairs, tokenizer, train_src, train_tgt, cfg) if cfg.trainer.bpe_dropout else None
+    data = TrainData(pairs, batcher, layout, bool(cfg.model.get("loss_on_source", False)), resegment)
     return tokenizer, data, valid_sets
+
+
+def dropout_pairs(tokenizer, src: list[str], tgt: list[str], cfg, epoch: int) -> list[tuple[list[int], list[int]]]:
+    """The training pairs of `epoch` under BPE-dropout, drawn from the run's seed and the epoch alone."""
+    return encode_pairs(tokenizer, src, tgt, cfg.trainer.max_len, cfg.trainer.bpe_dropout,
+                        seed=2 * (cfg.seed * 100_003 + epoch))
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -642,9 +663,9 @@ class Prefetcher:
 
     def _run(self, data: TrainData, epoch: int, index: int, max_epochs: int | None, rank: int, world: int):
         while not self.stop.is_set() and (max_epochs is None or epoch < max_epochs):
-            batches = data.batcher.batches(epoch)
+            pairs, batches = data.epoch(epoch)
             for i in shard(len(batches), index, rank, world):
-                batch = data.collate(batches[i])
+                batch = data.collate(pairs, batches[i])
                 after = i - rank + world
                 position = (epoch, after) if after + world <= len(batches) else (epoch + 1, 0)
                 if not self._put((*position, batch.pin_memory() if self.pin else batch)):
