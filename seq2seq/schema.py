@@ -18,6 +18,7 @@ lacks one is refused as "model config lacks …". Defaults are for what older co
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -236,6 +237,29 @@ def as_trainer_config(cfg) -> TrainerConfig:
 def to_dict(cfg: Checked) -> dict:
     """Every field of a schema, as JSON writes it (a model directory's config.json)."""
     return asdict(cfg)
+
+
+def defaults(schema: type[Checked]) -> dict:
+    """The fields of `schema` that have a default, with it."""
+    out = {}
+    for f in fields(schema):
+        if f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        elif f.default not in (dataclasses.MISSING, MISSING):
+            out[f.name] = f.default
+    return out
+
+
+def with_later_defaults(stored: dict) -> dict:
+    """A run's stored config (its config.yaml as a dict) with the trainer and model settings added since it was
+    written, at their defaults: a default is what the code did before the setting existed, so the run was
+    trained as that config would train it now (how `compare` tells a run it may reuse)."""
+    out = {**stored}
+    kind = out["model"].get("kind") if isinstance(out.get("model"), dict) else None
+    for section, schema in (("trainer", TrainerConfig), ("model", MODEL_SCHEMAS.get(kind))):
+        if schema is not None and isinstance(out.get(section), dict):
+            out[section] = {**defaults(schema), **out[section]}
+    return out
 
 
 def _plain(cfg) -> dict:

@@ -174,3 +174,16 @@ def test_an_unknown_or_mistyped_key_in_config_json_is_one_line(tmp_path, toy_tok
         with pytest.raises(ModelDirError) as e:
             load_model_dir(directory)
         assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_stored_run_config_without_a_later_setting_reads_as_that_setting_at_its_default():
+    from seq2seq.schema import with_later_defaults  # noqa: PLC0415
+
+    cfg = OmegaConf.to_container(compose("experiment=tiny", "model=gpt_tiny"), resolve=True)
+    assert "bpe_dropout" in cfg["trainer"] and "prefix_lm" in cfg["model"]
+    old = {**cfg, "trainer": {k: v for k, v in cfg["trainer"].items() if k != "bpe_dropout"},
+           "model": {k: v for k, v in cfg["model"].items() if k != "prefix_lm"}}
+    assert with_later_defaults(old) == cfg  # settings added since read as the default: the same run
+    changed = {**cfg, "trainer": {**cfg["trainer"], "bpe_dropout": 0.1}}
+    assert with_later_defaults(changed) != cfg  # a stored value is never replaced
+    assert with_later_defaults({"name": "x"}) == {"name": "x"}

@@ -36,6 +36,7 @@ from seq2seq.data.batching import collate, example_length, layout_of
 from seq2seq.data.sets import active_sets, encode_pairs, prepare_data, read_sets
 from seq2seq.errors import UserError
 from seq2seq.model.build import build_model
+from seq2seq.schema import with_later_defaults
 from seq2seq.train.flops import FlopCounter
 from seq2seq.train.trainer import train
 
@@ -149,10 +150,11 @@ def train_or_reuse(system: System, run_dir: Path) -> dict:
     wanted = OmegaConf.to_yaml(system.cfg, resolve=True)
     config_file, results_file = run_dir / "config.yaml", run_dir / "results.json"
     if config_file.is_file() and config_file.read_text() != wanted:
-        stored = OmegaConf.to_container(OmegaConf.load(config_file))
-        key = first_difference(stored, OmegaConf.to_container(OmegaConf.create(wanted)))
-        raise UserError(f"{run_dir} holds a run with other settings ({key} differs); "
-                        "pass another name=... or remove that directory")
+        stored = with_later_defaults(OmegaConf.to_container(OmegaConf.load(config_file)))
+        wanted_dict = OmegaConf.to_container(OmegaConf.create(wanted))
+        if stored != wanted_dict:
+            raise UserError(f"{run_dir} holds a run with other settings ({first_difference(stored, wanted_dict)} "
+                            "differs); pass another name=... or remove that directory")
     if results_file.is_file():
         log.info("%s: reusing the finished run in %s", system.name, run_dir)
         return {**json.loads(results_file.read_text()), "reused": True}
