@@ -64,7 +64,8 @@ def encode_pairs(tokenizer, src: list[str], tgt: list[str], max_len: int, dropou
                  seed: int = 0) -> list[tuple[list[int], list[int]]]:
     """The pairs as ids (with BPE-dropout when `dropout` > 0, see Tokenizer.encode), those with a side empty or
     longer than `max_len` pieces left out."""
-    pairs = list(zip(tokenizer.encode(src, dropout, seed), tokenizer.encode(tgt, dropout, seed + 1)))
+    ids = tokenizer.encode(src + tgt, dropout, seed)  # one call: with dropout, one stream of draws from `seed`
+    pairs = list(zip(ids[: len(src)], ids[len(src):]))
     kept = [(s, t) for s, t in pairs if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
     if len(kept) < len(pairs) and not dropout:  # with dropout, every epoch would say it again
         log.info("skipped %d of %d training pairs longer than trainer.max_len=%d pieces (or empty)",

@@ -288,7 +288,7 @@ def load_data(cfg, run_dir: Path, group: Group) -> tuple[Tokenizer, TrainData, d
 def dropout_pairs(tokenizer, src: list[str], tgt: list[str], cfg, epoch: int) -> list[tuple[list[int], list[int]]]:
     """The training pairs of `epoch` under BPE-dropout, drawn from the run's seed and the epoch alone."""
     return encode_pairs(tokenizer, src, tgt, cfg.trainer.max_len, cfg.trainer.bpe_dropout,
-                        seed=2 * (cfg.seed * 100_003 + epoch))
+                        seed=cfg.seed * 100_003 + epoch)
 
 
 # ---------------------------------------------------------------------------------------------- resume
