@@ -16,9 +16,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq.compare.report import ReportError, Run, write_report
+from seq2seq.compare.report import ReportError, Run, degeneration_line, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
-from seq2seq.compare.source_attention import SourceAttention, fades, position_profile
+from seq2seq.compare.source_attention import LONG, SourceAttention, even_share, fades, position_profile
 from seq2seq.compare.verdict import verdict
 from seq2seq.config import compose
 from seq2seq.data.batching import collate
@@ -256,12 +256,29 @@ def test_attention_to_the_source_by_position_entropy_and_share():
     entropy, share = position_profile(fading)
     assert torch.allclose(share, torch.tensor([0.9, 0.5, 0.1])) and torch.allclose(entropy, torch.zeros(3))
     profile = SourceAttention()
-    profile.add(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.4]))
-    profile.add(torch.tensor([3.0]), torch.tensor([0.7]))
+    profile.add(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.4]), torch.ones(2))
+    profile.add(torch.tensor([3.0]), torch.tensor([0.7]), torch.ones(1))
     assert profile.means() == (pytest.approx([2.0, 2.0]), pytest.approx([0.6, 0.4]))
     assert profile.means(min_count=2) == (pytest.approx([2.0]), pytest.approx([0.6]))
     assert fades([[0.8] * 5 + [0.6] * 10 + [0.4] * 5, [0.9] * 3]) == pytest.approx(0.4)  # long sentences only
     assert fades([[0.8] * 19]) is None
+
+
+def test_the_built_in_fall_of_the_source_share_is_what_evenly_spread_attention_gives():
+    assert torch.allclose(even_share(4, 3, "gpt"), torch.tensor([1.0, 4 / 5, 4 / 6]))  # <sep> sees only the source
+    assert torch.equal(even_share(4, 3, "transformer"), torch.ones(3))
+    source = 3
+    even = even_share(source, LONG, "gpt")
+    cross = torch.zeros(1, 1, LONG, source)
+    cross[0, 0, :, 0] = even  # a decoder-only model that attends evenly: all of its fall is built in
+    profile = SourceAttention()
+    profile.add(*position_profile(cross), even)
+    line = degeneration_line(profile)
+    assert f"would fall by {fades([even.tolist()]):.2f}" in line and "falls +0.00 beyond that: no more than" in line
+    faster = SourceAttention()
+    faster.add(torch.zeros(LONG), even * torch.linspace(1.0, 0.5, LONG), even)
+    assert "more than the built-in fall: attention leaves the source" in degeneration_line(faster)
+    assert degeneration_line(SourceAttention()) is None
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from seq2seq.compare import elo, plots
-from seq2seq.compare.source_attention import fades, fits, source_attention
+from seq2seq.compare.source_attention import SourceAttention, fades, fits, source_attention
 from seq2seq.compare.verdict import groups, verdict, verdict_section
 from seq2seq.data.corpora import sha256_file
 from seq2seq.decode.config import SearchConfig
@@ -278,6 +278,23 @@ def speed_section(runs: list[Run], test_sets: dict, sentences: int) -> str | Non
             + table(["run", "greedy sent/s", "beam 4 sent/s", "first piece (ms)"], rows))
 
 
+def degeneration_line(profile: SourceAttention) -> str | None:
+    """Whether the source's share of attention falls from target positions 1–5 to 16–20, and by how much
+    beyond the fall that evenly spread attention would show over the same sentences; None when no sentence
+    is that long."""
+    drop, built_in = fades(profile.long_shares), fades(profile.long_even)
+    if drop is None:
+        return None
+    beyond = drop - built_in
+    verdict = ("more than the built-in fall: attention leaves the source (Fu et al.'s degeneration)" if beyond > 0.02
+               else "no more than the built-in fall: no degeneration beyond it" if beyond >= -0.02
+               else "less than the built-in fall: the model holds on to the source")
+    return (f"the source's share of attention {'falls' if drop > 0.02 else 'does not fall'} from positions "
+            f"1–5 to 16–20 of the same {len(profile.long_shares)} sentences ({'down' if drop >= 0 else 'up'} by "
+            f"{abs(drop):.2f}); attention spread evenly over the positions each can see would fall by "
+            f"{built_in:.2f} (the built-in fall), so it falls {beyond:+.2f} beyond that: {verdict}")
+
+
 def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Path) -> str | None:
     """Attention to the source by target position (source_attention.py), teacher-forced on the first
     `sentences` references of each test set; None when no run kept its model/ directory."""
@@ -294,12 +311,8 @@ def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Pa
         profiles[run.name] = (entropy, share)
         rows.append([run.name] + [f"{entropy[t - 1]:.2f} / {share[t - 1]:.2f}" if t <= len(entropy) else "—"
                                   for t in ATTENTION_POSITIONS])
-        drop = fades(profile.long_shares)
-        if model.kind == "gpt" and drop is not None:
-            verb = "falls" if drop > 0.02 else "does not fall"
-            change = f"{'down' if drop >= 0 else 'up'} by {abs(drop):.2f}"
-            lines.append(f"{run.name}: the source's share of attention {verb} from positions 1–5 to 16–20 of the "
-                         f"same {len(profile.long_shares)} sentences ({change})")
+        if model.kind == "gpt" and (line := degeneration_line(profile)):
+            lines.append(f"{run.name}: {line}")
     if not profiles:
         return None
     plots.source_attention(profiles, path)
@@ -309,7 +322,10 @@ def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Pa
             "the source pieces (the decoder-only model's restricted to the source block and renormalised), "
             "and the share of its attention on the source (1 for cross-attention; for the decoder-only model "
             "the rest goes to the target it has produced), averaged over layers, heads and sentences. Fu et al. "
-            "(2023) report that decoder-only models attend less and less to the source as they generate.\n\n"
+            "(2023) report that decoder-only models attend less and less to the source as they generate. Part "
+            "of such a fall is built in, since a later target position sees more target pieces; the control is "
+            "the share under attention spread evenly over the positions a query can see, S / (S + t) for S "
+            "source pieces (with <sep>) at target position t.\n\n"
             + table(header, rows) + ("\n\n" + "\n".join(f"- {line}" for line in lines) if lines else "")
             + f"\n\n![attention to the source]({path.name})")
 

@@ -30,11 +30,13 @@ class SourceAttention:
     share: list[float] = field(default_factory=list)
     count: list[int] = field(default_factory=list)
     long_shares: list[list[float]] = field(default_factory=list)  # per sentence of >= LONG positions: its shares
+    long_even: list[list[float]] = field(default_factory=list)  # the same sentences: their `even_share`s
 
-    def add(self, entropy: torch.Tensor, share: torch.Tensor) -> None:
-        """One sentence's per-position values (T,)."""
+    def add(self, entropy: torch.Tensor, share: torch.Tensor, even: torch.Tensor) -> None:
+        """One sentence's per-position values (T,), `even` its shares under evenly spread attention."""
         if len(share) >= LONG:
             self.long_shares.append(share.tolist())
+            self.long_even.append(even.tolist())
         for t, (h, s) in enumerate(zip(entropy.tolist(), share.tolist())):
             if t == len(self.count):
                 self.entropy.append(0.0), self.share.append(0.0), self.count.append(0)
@@ -46,6 +48,15 @@ class SourceAttention:
         """(mean entropy, mean share) per position, for positions that `min_count` sentences reach."""
         kept = [t for t, n in enumerate(self.count) if n >= min_count]
         return ([self.entropy[t] / self.count[t] for t in kept], [self.share[t] / self.count[t] for t in kept])
+
+
+def even_share(source_pieces: int, positions: int, kind: str) -> torch.Tensor:
+    """The source's share at each target position if attention were spread evenly over what the position
+    can see: 1 for cross-attention; for the decoder-only model, whose query at target position t sits after
+    the S source pieces (with <sep>) and t target pieces, S / (S + t)."""
+    if kind == "transformer":
+        return torch.ones(positions)
+    return source_pieces / (source_pieces + torch.arange(positions, dtype=torch.float))
 
 
 def position_profile(cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +74,8 @@ def source_attention(model, pairs: list[tuple[list[int], list[int]]], batch_size
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         for maps in attention_maps(model, [s for s, _ in chunk], [t for _, t in chunk]):
-            profile.add(*position_profile(maps.cross))
+            positions, source_pieces = maps.cross.shape[-2:]
+            profile.add(*position_profile(maps.cross), even_share(source_pieces, positions, model.kind))
     return profile
 
 
