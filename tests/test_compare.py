@@ -16,6 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from seq2seq.compare.plots import flops_seen
 from seq2seq.compare.report import ReportError, Run, degeneration_line, write_report
 from seq2seq.compare.run import UNLIMITED_STEPS, compare, plan
 from seq2seq.compare.source_attention import LONG, SourceAttention, even_share, fades, position_profile
@@ -97,6 +98,8 @@ def test_report_from_two_tiny_runs_repeats_their_results_json(tmp_path, toy_data
                             f"{configs[name].trainer.batch_tokens:,}", f"{t['steps']:,}", f"{t['tokens']:,}",
                             f"{t['flops']:.3e}", f"{t['seconds']:,.1f}", f"{t['tokens_per_s']:,.0f}", t["stopped_by"]]
         assert len(tests) == len(SETS)
+        points = [h["flops"] for h in t["history"]]  # where the learning curves put each validation
+        assert points and points == sorted(points) and 0 < points[-1] <= t["flops"]
         for row, test_set in zip(tests, SETS):
             entry = res["test"][test_set]
             assert (row[0], row[3]) == (f"{entry['bleu']:.2f}", f"{entry['chrf']:.2f}")
@@ -146,6 +149,14 @@ def fake_run(directory, test_sets, quality: float, params: int, seed: int) -> No
     (directory / "results.json").write_text(json.dumps(results))
     (directory / "config.yaml").write_text("trainer:\n  batch_tokens: 4000\n")
     (directory / "spm.model").write_bytes(b"tokenizer of size " + str(params).encode())
+
+
+def test_validation_points_sit_at_the_training_flops_counted_so_far(tmp_path):
+    (tmp_path / "gpt_tiny_s1").mkdir()
+    fake_run(tmp_path / "gpt_tiny_s1", {}, 0.7, 50_000, 1)
+    run = Run.load(tmp_path / "gpt_tiny_s1", "gpt", "tiny", 1)
+    assert flops_seen(run, {"step": 100, "tokens": 10_000, "flops": 1.5e9}) == 1.5e9  # as the trainer counted
+    assert flops_seen(run, {"step": 100, "tokens": 10_000}) == pytest.approx(2.1e9)  # no count: tokens at the average
 
 
 def test_report_over_sizes_and_seeds(tmp_path):

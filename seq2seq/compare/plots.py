@@ -14,31 +14,45 @@ COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _style(runs) -> dict[str, dict]:
-    """One colour per system, one line style per size, so twins are easy to pair up."""
+    """One colour per system, one line style per size, one marker per seed, so twins are easy to pair up."""
     systems = list(dict.fromkeys(r.system for r in runs))
     sizes = list(dict.fromkeys(r.size for r in runs))
-    dashes = ["-", "--", ":", "-."]
+    seeds = list(dict.fromkeys(r.seed for r in runs))
+    dashes, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v"]
     return {r.name: {"color": COLORS[systems.index(r.system) % len(COLORS)],
-                     "linestyle": dashes[sizes.index(r.size) % len(dashes)]} for r in runs}
+                     "linestyle": dashes[sizes.index(r.size) % len(dashes)],
+                     "marker": markers[seeds.index(r.seed) % len(markers)]} for r in runs}
+
+
+def flops_seen(run, entry: dict) -> float:
+    """Training FLOPs at a validation point: as the trainer counted them, or, for a run whose history
+    predates that count, its tokens so far at the run's average FLOPs per token."""
+    if "flops" in entry:
+        return entry["flops"]
+    train = run.results["train"]
+    return entry["tokens"] * train["flops"] / train["tokens"]
 
 
 def learning_curves(runs, path: Path) -> None:
-    """Validation loss and BLEU against optimizer steps and against seconds of training steps."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+    """Validation loss and BLEU against optimizer steps, training FLOPs (the budget the comparison holds
+    equal) and seconds of training steps."""
+    axis = {"optimizer steps": lambda run, h: h["step"], "training FLOPs": flops_seen,
+            "seconds of training steps": lambda run, h: h["seconds"]}
+    fig, axes = plt.subplots(2, len(axis), figsize=(15, 7.5), sharey="row")
     style = _style(runs)
     for run in runs:
         history = run.results["train"]["history"]
         for row, metric in enumerate(("nll", "bleu")):
-            for col, x in enumerate(("step", "seconds")):
-                axes[row, col].plot([h[x] for h in history], [h[metric] for h in history], marker="o", markersize=3,
+            for col, x in enumerate(axis.values()):
+                axes[row, col].plot([x(run, h) for h in history], [h[metric] for h in history], markersize=3,
                                     label=run.name, **style[run.name])
-    for col, xlabel in enumerate(("optimizer steps", "seconds of training steps")):
+    for col, xlabel in enumerate(axis):
         axes[1, col].set_xlabel(xlabel)
     axes[0, 0].set_ylabel("validation NLL (nats/token)")
     axes[1, 0].set_ylabel("validation BLEU (greedy)")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    axes[0, 1].legend(fontsize=8)
+    axes[0, -1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -357,7 +357,9 @@ def write_report(out_dir: Path, runs: list[Run], test_sets: dict[str, tuple[list
         sections.append(seeds_section(runs, test_sets))
     plots.learning_curves(runs, out_dir / "curves.png")
     sections.append("## Learning curves\n\nValidation loss (all validation sentences) and greedy BLEU (the first "
-                    "`trainer.valid_max_sentences` of each set), averaged over the validation sets.\n\n"
+                    "`trainer.valid_max_sentences` of each set), averaged over the validation sets, against optimizer "
+                    "steps, training FLOPs (the budget held equal) and seconds of training steps (these depend on "
+                    "the machine and on what else ran beside it).\n\n"
                     "![learning curves](curves.png)")
     if len(set(r.size for r in runs)) > 1:
         plots.bleu_against_params(runs, list(test_sets), out_dir / "params.png")

@@ -516,7 +516,8 @@ def validate(run: Run) -> bool:
     best model as best.pt. Returns True when early stopping (trainer.patience) says stop."""
     progress = run.progress
     run.model.eval()
-    entry = {"step": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens, "sets": {}}
+    entry = {"step": progress.step, "seconds": round(progress.seconds, 1), "tokens": progress.tokens,
+             "flops": progress.flops, "sets": {}}
     translator = Translator(run.model, run.tokenizer, run.device)
     for name, (src, tgt, pairs) in run.valid_sets.items():
         nll, n = validation_loss(run, pairs)
