@@ -286,13 +286,13 @@ def degeneration_line(profile: SourceAttention) -> str | None:
     if drop is None:
         return None
     beyond = drop - built_in
-    verdict = ("more than the built-in fall: attention leaves the source (Fu et al.'s degeneration)" if beyond > 0.02
+    reading = ("more than the built-in fall: attention leaves the source (Fu et al.'s degeneration)" if beyond > 0.02
                else "no more than the built-in fall: no degeneration beyond it" if beyond >= -0.02
                else "less than the built-in fall: the model holds on to the source")
     return (f"the source's share of attention {'falls' if drop > 0.02 else 'does not fall'} from positions "
             f"1–5 to 16–20 of the same {len(profile.long_shares)} sentences ({'down' if drop >= 0 else 'up'} by "
             f"{abs(drop):.2f}); attention spread evenly over the positions each can see would fall by "
-            f"{built_in:.2f} (the built-in fall), so it falls {beyond:+.2f} beyond that: {verdict}")
+            f"{built_in:.2f} (the built-in fall), so it falls {beyond:+.2f} beyond that: {reading}")
 
 
 def attention_section(runs: list[Run], test_sets: dict, sentences: int, path: Path) -> str | None:
