@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from functools import partial
 
 import pytest
@@ -149,3 +152,47 @@ def test_bpe_dropout_segments_each_epoch_anew_the_same_way_every_time(toy_tokeni
     assert toy_tokenizer.decode([s for s, _ in first]) == toy_tokenizer.decode([s for s, _ in plain]) == src
     assert sorted(i for b in batches for i in b) == list(range(len(first)))  # every pair once an epoch
     assert TrainData(plain, batcher, "pair", False).epoch(3)[0] is plain  # off: the same pairs every epoch
+
+
+# A few optimizer steps of transformer_small (tensors large enough that ATen splits its reductions across
+# threads) in a fresh process: the sha256 of the weights it reaches.
+_STEPS = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from seq2seq.config import compose
+from seq2seq.data.batching import collate, layout_of
+from seq2seq.model.build import build_model
+from seq2seq.train.loss import label_smoothed_loss
+torch.manual_seed(0)
+cfg = compose("model=transformer_small", "model.dropout=0.0").model
+model = build_model(cfg, 2000)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+g = torch.Generator().manual_seed(1)
+for _ in range(2):
+    ids = [(torch.randint(5, 2000, (20,), generator=g).tolist(), torch.randint(5, 2000, (20,), generator=g).tolist())
+           for _ in range(32)]
+    batch = collate(ids, layout_of(cfg.kind))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = label_smoothed_loss(model.logits(batch), batch.tgt_out, 0.1)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in model.parameters())).hexdigest())
+"""
+
+
+def _weights_after_steps(threads: int, cores: set[int] | None = None) -> str:
+    done = subprocess.run([sys.executable, "-c", _STEPS, str(threads)], capture_output=True, text=True, check=True,
+                          timeout=120, preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_training_numerics_follow_the_thread_count_not_the_cores():
+    """Why cpu_small pins trainer.threads: the weights depend on how many threads split the sums, not on how
+    many cores run them, so one thread count gives one model on any machine."""
+    two_threads = _weights_after_steps(2)
+    assert _weights_after_steps(2, cores={min(os.sched_getaffinity(0))}) == two_threads  # one core, two threads
+    assert _weights_after_steps(1) != two_threads  # another thread count sums in another order
+    assert compose("experiment=cpu_small").trainer.threads == 2
