@@ -29,6 +29,7 @@ from seq2seq.decode.precision import check as check_precision
 from seq2seq.decode.prefix import WORD_START, TargetPrefix
 from seq2seq.decode.search import Hypothesis, force, length_penalty, max_lengths
 from seq2seq.decode.search import search as run_search
+from seq2seq.decode.unseen import SOURCE_WORDS, read_source_words, unseen_capitalised
 from seq2seq.model.directory import ModelDirError, load_model_dir
 from seq2seq.viz.maps import alignments as attention_alignments
 
@@ -111,6 +112,7 @@ class _Unit:
     line: int  # which input line it belongs to
     prefix: str | None = None  # French text the translation must begin with
     constraints: list[str] = field(default_factory=list)  # French phrases the translation must hold
+    names: list[str] = field(default_factory=list)  # words to carry through whole (SearchConfig.copy_unseen)
     hyps: list[Hypothesis] = field(default_factory=list)
     alignments: list[list[tuple[int, int]]] | None = None
     steps: list[Step] | None = None
@@ -118,14 +120,17 @@ class _Unit:
 
 
 class Translator:
-    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", warn=None, precision: str = "fp32"):
+    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", warn=None, precision: str = "fp32",
+                 source_words: frozenset[str] | None = None):
         self.device = torch.device(device)
+        self.source_words = source_words  # the words training saw (lower-cased), for SearchConfig.copy_unseen
         self.model, self.tokenizer = prepare(model.eval(), precision, self.device), tokenizer
         self.precision = precision  # fp32 | bf16 | int8 (seq2seq/decode/precision.py)
         self.warn = warn or (lambda msg: None)
         # Room for the source in the model's positions (the decoder-only model also holds the target).
         self.max_source_pieces = model.max_source_pieces()
         self._pieces: list[str] | None = None
+        self._glue: torch.Tensor | None = None  # see _word_glue
         self._said_beam = False  # the beam raised for constraints is said once
 
     @classmethod
@@ -142,7 +147,7 @@ class Translator:
                 raise ModelDirError(f"{d}: its tokenizer (spm.model sha256 {sha[:12]}…) is not {directories[0]}'s "
                                     f"({tokenizers[0][:12]}…); an ensemble needs one tokenizer")
         model = loaded[0][0] if len(loaded) == 1 else Ensemble([m for m, _, _ in loaded])
-        return cls(model, loaded[0][1], dev, warn, precision)
+        return cls(model, loaded[0][1], dev, warn, precision, read_source_words(directories[0] / SOURCE_WORDS))
 
     @property
     def ensemble(self) -> bool:
@@ -201,6 +206,8 @@ class Translator:
             if given is not None and len(given) != len(sentences):
                 raise ValueError(f"{len(given)} {name} for {len(sentences)} sentences")
         self.check(search, alignments, explain, bool(constraints and any(constraints)))
+        copies = search.copy_unseen is not False and not search.sampling and self.source_words is not None
+        names = [unseen_capitalised(clean(s), self.source_words) for s in sentences] if copies else None
         parts = self.split(sentences)
         units = [_Unit(ids, line) for line, pieces in enumerate(parts) for ids in pieces]
         unfinished = [len(pieces) for pieces in parts]  # per line, the units not searched yet
@@ -208,9 +215,11 @@ class Translator:
             progress(unfinished.count(0))  # empty lines are done already
         first = 0
         none = [None] * len(parts)
-        for line, prefix, wanted in zip(parts, target_prefix or none, constraints or none):
+        for line, prefix, wanted, unseen in zip(parts, target_prefix or none, constraints or none, names or none):
             if line:
-                units[first].prefix, units[first].constraints = prefix, [c for c in wanted or [] if clean(c)]
+                u = units[first]
+                u.prefix, u.constraints = prefix, [c for c in wanted or [] if clean(c)]
+                u.names = [n for n in unseen or [] if n not in u.constraints]
             first += len(line)
         order = sorted(range(len(units)), key=lambda i: len(units[i].ids))
         if search.sampling and seeds is not None:
@@ -250,6 +259,9 @@ class Translator:
         """ValueError for a combination of options this translator cannot serve."""
         if search.sampling and constraints:
             raise ValueError("lexical constraints need beam search, not sampling (temperature)")
+        if search.copy_unseen is True and self.source_words is None:
+            raise ValueError(f"copy_unseen needs the words training saw: this model directory has no {SOURCE_WORDS} "
+                             f"(training writes it into model/ since 2026-11-30)")
         if self.ensemble and (alignments or (explain and not search.sampling)):
             raise ValueError("alignments, and explain with beam search, read one model's attention or logits: "
                              "not available for an ensemble")
@@ -270,15 +282,17 @@ class Translator:
 
     def _search(self, batch: list[_Unit], search: SearchConfig, generator, explain: bool) -> None:
         """One batch of units through the search, filling each unit's hypotheses (and steps). Lines with
-        more constraints than the beam holds banks for go in a group with a larger beam."""
+        more constraints than the beam holds banks for go in a group with a larger beam; lines with unseen
+        names to carry (copy_unseen), in one with twice the beam."""
         groups: dict[int, list[_Unit]] = {}
         for u in batch:
-            needed = len(u.constraints) + 1
+            needed = len(u.constraints) + len(u.names) + 1
             if not search.sampling and needed > search.beam and not self._said_beam:
                 self.warn(f"warning: beam {search.beam} is too small for {needed - 1} constraints: "
                           f"raised to the number of constraints + 1 for such lines")
                 self._said_beam = True
-            groups.setdefault(max(search.beam, needed), []).append(u)
+            wide = 2 * search.beam if u.names else 0  # banks need room: Post & Vilar (2018) search wider
+            groups.setdefault(max(search.beam, needed, wide), []).append(u)
         for beam, units in groups.items():
             self._search_group(units, search if beam == search.beam else replace(search, beam=beam), generator, explain)
 
@@ -300,18 +314,29 @@ class Translator:
     def _constraints(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> list[Constraints] | None:
         """Each unit's constraint phrases as pieces (as they appear word-initially); a phrase longer than the
         length cap is dropped for that line, with a warning."""
-        if not any(u.constraints for u in batch):
+        if not any(u.constraints or u.names for u in batch):
             return None
         caps = max_lengths(self.model, src, search.max_len_a, search.max_len_b).tolist()
         out = []
         for u, cap in zip(batch, caps):
-            phrases = self.tokenizer.encode([clean(c) for c in u.constraints])
-            for ids, text in zip(phrases, u.constraints):
+            texts = u.constraints + u.names
+            phrases = self.tokenizer.encode([clean(c) for c in texts])
+            for ids, text in zip(phrases, texts):
                 if len(ids) > cap:
                     self.warn(f"warning: constraint {text!r} has {len(ids)} pieces, more than the length cap of "
                               f"{cap}: dropped for this line")
-            out.append(Constraints([ids for ids in phrases if len(ids) <= cap], search.constraints_ordered))
+            kept = [(ids, k >= len(u.constraints)) for k, ids in enumerate(phrases) if len(ids) <= cap]
+            out.append(Constraints([ids for ids, _ in kept], search.constraints_ordered,
+                                   whole={k for k, (_, name) in enumerate(kept) if name}, glue=self._word_glue()))
         return out
+
+    def _word_glue(self) -> torch.Tensor:
+        """The pieces that would continue a word (no leading ▁, a letter or digit first): banned right after a
+        name constraint, so that "Amir" is not met by "Amirurs"."""
+        if self._glue is None:
+            ids = [i for i, p in enumerate(self.pieces) if not p.startswith(WORD_START) and p[:1].isalnum()]
+            self._glue = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return self._glue
 
     def _target_prefix(self, batch: list[_Unit], src: torch.Tensor, search: SearchConfig) -> TargetPrefix | None:
         if not any(u.prefix and clean(u.prefix) for u in batch):

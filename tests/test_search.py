@@ -267,6 +267,20 @@ def test_eos_waits_for_every_constraint():
             assert not ordered or h.tokens.index(6) > h.tokens.index(8)
 
 
+def test_a_whole_word_constraint_is_not_met_inside_a_longer_word():
+    c = Constraints([[5, 6], [7]], whole={0}, glue=torch.tensor([9]))
+    assert c.advance(c.advance(Progress(), 5), 6).closing and not c.advance(Progress(), 7).closing
+    assert not c.advance(c.advance(c.advance(Progress(), 5), 6), 8).closing  # the next piece clears it
+    # After 5 6 the model prefers the word-continuing piece 9 (0.8) to <eos> (0.2): "Amir" + "urs".
+    model = FixedModel({(5, 6): {9: 0.8, EOS: 0.2}, (5, 6, 9): {EOS: 0.9}}, default={5: 0.6, 6: 0.3, EOS: 0.1})
+    src = torch.tensor([[7, 3]])
+    glued = beam_search(model, src, beam=1, lenpen=0.0, constraints=[Constraints([[5, 6]])])[0][0]
+    assert glued.tokens == [5, 6, 9]
+    whole = beam_search(model, src, beam=1, lenpen=0.0,
+                        constraints=[Constraints([[5, 6]], whole={0}, glue=torch.tensor([9]))])[0][0]
+    assert whole.tokens == [5, 6]
+
+
 # -------------------------------------------------------------------------------- ensembles
 
 def tiny(name: str, seed: int):

@@ -75,3 +75,5 @@ def test_averaging_at_the_end_uses_the_last_checkpoints(tmp_path, toy_data_overr
     expected = checkpoint.average([checkpoint.step_path(tmp_path / "run" / "checkpoints", s) for s in (4, 6)])
     saved = checkpoint.load(tmp_path / "run" / "model" / "model.pt")["model"]
     assert all(torch.allclose(saved[k], expected[k]) for k in expected)
+    words = (tmp_path / "run" / "model" / "source_words.txt").read_text().split()  # for --copy-unseen
+    assert words == sorted(words) and {"cat", "sleeps"} <= set(words) and "chat" not in words

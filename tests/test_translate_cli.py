@@ -99,6 +99,8 @@ def test_reduced_precision_gives_one_line_per_input(model_dir, capsys, precision
     (["-i", "{tmp}/missing.txt"], "input file not found"),
     (["--alignments", "--alignment-layer", "5", "x"], "--alignment-layer 5: the decoder has 2 layers"),
     (["--precision", "int8", "--device", "cuda", "x"], "int8 (dynamic quantization) runs on CPU only, not cuda"),
+    (["--copy-unseen", "x"], "copy_unseen needs the words training saw: this model directory has no source_words.txt"),
+    (["--copy-unseen", "--temperature", "0", "x"], "--copy-unseen needs beam search: drop --temperature"),
 ])
 def test_user_errors_are_one_line_with_status_2(model_dir, tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -19,6 +19,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.tokenizer import EOS
 from seq2seq.decode.config import SearchConfig
 from seq2seq.decode.search import BANNED
+from seq2seq.decode.unseen import source_words, unseen_capitalised
 from seq2seq.evaluate import constraint_coverage, first_missed_word, score
 from seq2seq.model.build import build_model
 from seq2seq.model.directory import ModelDirError, save_model_dir
@@ -396,3 +397,37 @@ def test_constraint_coverage_gives_each_missed_word_back(trained):
 def test_constraints_need_beam_search(trained):
     with pytest.raises(ValueError, match="need beam search"):
         trained.translate_full(["A dog."], SearchConfig(temperature=1.0), constraints=[["maison"]])
+
+
+# -------------------------------------------------------------------------------- names never seen
+
+def test_unseen_capitalised_words_are_those_training_never_showed():
+    seen = frozenset(source_words(["Tom saw the cat.", "the dog sleeps in paris", "ÉTÉ"]))
+    assert seen == {"tom", "saw", "the", "cat", "dog", "sleeps", "in", "paris", "été"}
+    found = unseen_capitalised("The cat met Zayyan, Björgúlfur and zoe in Paris; Zayyan's Été", seen)
+    assert found == ["Zayyan", "Björgúlfur"]  # seen in any case, lower-case or part of a longer token: left
+
+
+def test_copy_unseen_carries_names_the_model_never_saw(trained):
+    seen = frozenset(source_words(en for en, _ in toy_pairs(2000, seed=7)))
+    translator = Translator(trained.model, trained.tokenizer, source_words=seen)
+    sources = ["Belmor sees the cat.", "The dog likes Domella and a ball.", "The man runs."]
+    plain = translator.translate(sources, beam=4, copy_unseen=False)
+    assert not any(name in text for name, text in zip(("Belmor", "Domella"), plain))  # not there by luck
+    out = translator.translate(sources, beam=4)  # on by default, since the translator has the words
+    assert "Belmor" in out[0].split() and "Domella" in out[1].split() and out[2] == plain[2]  # whole words
+    assert translator.translate(sources, beam=4, copy_unseen=True) == out
+    assert translator.translate(sources[:1], temperature=0.0) == trained.translate(sources[:1], temperature=0.0)
+    both = translator.translate_full(sources[:1], SearchConfig(copy_unseen=True), constraints=[["maison"]])[0]
+    assert "Belmor" in both.text and "maison" in both.text  # added to the constraints given
+
+
+def test_copy_unseen_needs_the_words_and_beam_search(trained, tmp_path, toy_tokenizer):
+    with pytest.raises(ValueError, match="no source_words.txt"):
+        Translator(trained.model, trained.tokenizer).translate("Belmor runs.", copy_unseen=True)
+    assert "Belmor" not in Translator(trained.model, trained.tokenizer).translate("Belmor sees the cat.")  # off
+    with pytest.raises(ValueError, match="copy_unseen needs beam search"):
+        SearchConfig(temperature=0.0, copy_unseen=True)
+    directory = make_model_dir(tmp_path / "model", toy_tokenizer)
+    (directory / "source_words.txt").write_text("cat\ndog\n")
+    assert Translator.load(directory, "cpu").source_words == {"cat", "dog"}

@@ -68,6 +68,10 @@ def add_search_arguments(p, sampling: bool = True) -> None:
     g.add_argument("--max-len-a", type=float, default=1.0,
                    help="output at most a * source length + b pieces (default a=1)")
     g.add_argument("--max-len-b", type=int, default=50, help="(default b=50)")
+    g.add_argument("--copy-unseen", action=argparse.BooleanOptionalAction,
+                   help="capitalised source words that training never saw (names, mostly) must appear in the "
+                        "translation as written (default: with beam search, when the model directory has "
+                        "source_words.txt; --copy-unseen requires it, --no-copy-unseen turns it off)")
     if not sampling:
         return
     g.add_argument("--nbest", type=int, default=1, help="hypotheses per input, at most --beam (default 1)")
@@ -82,7 +86,8 @@ def add_search_arguments(p, sampling: bool = True) -> None:
 
 def search_config(args) -> SearchConfig:
     """The search the flags describe; UserError names the flag that is wrong."""
-    fields = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b}
+    fields = {"beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
+              "copy_unseen": args.copy_unseen}
     for name in ("nbest", "temperature", "top_k", "top_p", "seed", "constraints_ordered"):
         if hasattr(args, name):
             fields[name] = getattr(args, name)

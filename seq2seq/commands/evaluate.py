@@ -75,6 +75,10 @@ def run(args) -> None:
     args.model = models
     english_source = data_config(model_dir).src_lang == "en"  # the keep-rate reads English names and numbers
     translator = load_translator(args)
+    try:
+        translator.check(search)  # --copy-unseen without the model's source_words.txt
+    except ValueError as e:
+        raise UserError(str(e)) from None
     results, run_dir = {}, model_dir.parent
     for name, (src, ref) in pairs.items():
         warn(f"translating {name} ({len(src)} sentences, beam {args.beam})")

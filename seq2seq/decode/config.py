@@ -34,6 +34,9 @@ class SearchConfig:
     seed: int | None = None  # for reproducible sampling
     use_cache: bool = True  # keys/values of earlier steps kept (False recomputes them: slower, same result)
     constraints_ordered: bool = False  # lexical constraints must appear in the order given
+    # Capitalised source words that training never saw must appear as written (seq2seq/decode/unseen.py):
+    # None = whenever it can (beam search, a model that lists the words it saw), True = required, False = off.
+    copy_unseen: bool | None = None
 
     def __post_init__(self):
         if self.beam < 1:
@@ -44,6 +47,8 @@ class SearchConfig:
             if not 1 <= self.nbest <= self.beam:
                 raise SearchConfigError(f"<nbest> ({self.nbest}) must be between 1 and <beam> ({self.beam})")
             return
+        if self.copy_unseen is True:
+            raise SearchConfigError("<copy_unseen> needs beam search: drop <temperature>")
         if self.temperature < 0:
             raise SearchConfigError(f"<temperature> must be 0 (greedy) or positive (got {self.temperature})")
         if self.nbest != 1:

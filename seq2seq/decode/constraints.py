@@ -10,6 +10,9 @@ met every constraint is not outranked by cheaper unfinished ones. <eos> is allow
 constraint is met (or at the length cap, so that a search never ends with nothing). Constraints are
 unordered unless `ordered`.
 
+A constraint listed in `whole` must end a word: the piece after its last one may not continue the word
+(`glue`: the vocabulary's word-continuing pieces), so that a name "Amir" is not met by "Amirurs".
+
 A constraint in progress that is interrupted is lost (it must start again from its first piece), and
 when several unmet constraints begin with the same piece the first one listed is tracked.
 """
@@ -26,14 +29,18 @@ class Progress:
     met: frozenset[int] = frozenset()
     current: int = -1
     matched: int = 0
+    closing: bool = False  # a whole-word constraint ended at the last piece: the word must end here
 
 
 class Constraints:
     """The constraint phrases (piece ids) of one sentence."""
 
-    def __init__(self, phrases: list[list[int]], ordered: bool = False):
-        self.phrases = [tuple(p) for p in phrases if p]
+    def __init__(self, phrases: list[list[int]], ordered: bool = False, whole: set[int] = frozenset(), glue=None):
+        kept = [k for k, p in enumerate(phrases) if p]
+        self.phrases = [tuple(phrases[k]) for k in kept]
         self.ordered = ordered
+        self.whole = frozenset(i for i, k in enumerate(kept) if k in whole)  # indices into self.phrases
+        self.glue = glue  # word-continuing piece ids (a LongTensor), banned when `closing`
 
     def __len__(self) -> int:
         return len(self.phrases)
@@ -54,11 +61,11 @@ class Constraints:
         for c in self._startable(state):
             if self.phrases[c][0] == token:
                 return self._matched(state.met, c, 1)
-        return state
+        return Progress(state.met) if state.closing else state
 
     def _matched(self, met: frozenset[int], c: int, matched: int) -> Progress:
         if matched == len(self.phrases[c]):
-            return Progress(met | {c})
+            return Progress(met | {c}, closing=c in self.whole)
         return Progress(met, c, matched)
 
     def useful(self, state: Progress) -> set[int]:

@@ -292,6 +292,9 @@ def _constrained_step(beams: _Beams, logprobs: torch.Tensor, below_cap: torch.Te
     sentence = beams.active.repeat_interleave(beam).tolist()
     unmet = [not constraints[s].done(p) for s, p in zip(sentence, beams.progress)]
     logprobs[torch.tensor(unmet, device=logprobs.device) & below_cap, EOS] = NEG_INF
+    for row, (sent, state) in enumerate(zip(sentence, beams.progress)):
+        if state.closing and constraints[sent].glue is not None:  # a name just ended: no piece may extend it
+            logprobs[row, constraints[sent].glue] = NEG_INF
     total = beams.scores.view(-1, 1) + logprobs
     top_scores, top = total.view(n, beam * vocab).topk(2 * beam, dim=1)
     best = total.argmax(1).tolist()

@@ -49,6 +49,7 @@ from seq2seq.data.prepare import manifest_sha256
 from seq2seq.data.sets import active_sets, encode_pairs, prepare_data, read_sets
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.decode.config import SearchConfig
+from seq2seq.decode.unseen import SOURCE_WORDS, read_source_words, source_words
 from seq2seq.errors import TrainingError
 from seq2seq.evaluate import format_table, score, translate_and_score
 from seq2seq.io import write_lines, write_text
@@ -270,6 +271,7 @@ def load_data(cfg, run_dir: Path, group: Group) -> tuple[Tokenizer, TrainData, d
         train_src, train_tgt, tokenizer = prepare_data(cfg)
     if group.main:
         shutil.copyfile(tokenizer.path, run_dir / "spm.model")
+        write_lines(run_dir / SOURCE_WORDS, source_words(train_src))  # for --copy-unseen (decode/unseen.py)
     pairs = encode_pairs(tokenizer, train_src, train_tgt, cfg.trainer.max_len)
     layout = layout_of(cfg.model.kind)
     lengths = [example_length(s, t, layout) for s, t in pairs]
@@ -571,9 +573,12 @@ def finish(run: Run, stop_reason: str) -> dict:
     weights, weights_from = final_weights(run.model, run.ckpt_dir, run.tcfg.average_last)
     log.info("model/ holds %s", weights_from)
     save_model_dir(run.run_dir / "model", weights, run.cfg.model, len(run.tokenizer), run.tokenizer.path)
+    shutil.copyfile(run.run_dir / SOURCE_WORDS, run.run_dir / "model" / SOURCE_WORDS)
     run.model.load_state_dict(weights)
     results = summary(run, stop_reason, weights_from)
-    results["test"] = test_scores(Translator(run.model, run.tokenizer, run.device), run.cfg, run.run_dir)
+    words = read_source_words(run.run_dir / SOURCE_WORDS)  # names never seen are carried through (decode/unseen.py)
+    translator = Translator(run.model, run.tokenizer, run.device, source_words=words)
+    results["test"] = test_scores(translator, run.cfg, run.run_dir)
     results["env"] = environment(run.device)
     write_text(run.run_dir / "results.json", json.dumps(results, indent=2))
     log.info("results: %s", run.run_dir / "results.json")
