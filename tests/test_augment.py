@@ -141,28 +141,6 @@ def test_augment_pairs_is_deterministic_and_counts():
     assert by_kind["added"] == 3 * sum(any(e.kind == "numbers" for e in find_entities(*p, LISTS)) for p in NAMED)
 
 
-def test_word_start_names_are_those_that_begin_with_a_frequent_word():
-    english = ["How are you?", "May I come in?", "Mary is here."] * 50 + ["Howl at the moon."]
-    names = ("Howard", "Maya", "Maryam", "Mary", "Chuy", "Moonie", "Finn")
-    assert augment.word_start_names(names, english) == ("Howard", "Maya", "Maryam")  # "Mary": not its own prefix
-    assert augment.word_start_names(names, english, min_count=1) == ("Howard", "Maya", "Maryam", "Moonie")
-    assert augment.word_start_names(names, english[:3]) == ()  # seen under 50 times: not frequent
-
-
-def test_name_draw_favours_its_share_and_is_uniform_without_one():
-    pairs = NAMED + PLAIN
-    plain = augment.augment_pairs(pairs, LISTS, 2.0, random.Random(1))
-    assert augment.augment_pairs(pairs, LISTS, 2.0, random.Random(1), names=augment.NameDraw(LISTS.names)) == plain
-    favoured = ("Howard", "Maya")
-    rng = random.Random(3)
-    for share, low, high in [(0.0, 0, 0), (0.5, 400, 600), (1.0, 1000, 1000)]:
-        draw = augment.NameDraw(LISTS.names, favoured, share)
-        assert low <= sum(draw(rng) in favoured for _ in range(1000)) <= high
-    copies, _ = augment.augment_pairs(NAMED[:1], LISTS, 20.0, random.Random(1),
-                                      names=augment.NameDraw(LISTS.names, favoured, 1.0))
-    assert all(src.startswith(("Howard told Maya", "Maya told Howard")) for src, _ in copies)
-
-
 def test_data_step_augments_training_splits_only(tmp_path):
     sentences = raw_with_names(tmp_path)
     manifest = prepare(named_cfg(tmp_path), log=quiet)
@@ -187,10 +165,6 @@ def test_data_step_augments_training_splits_only(tmp_path):
 
     again = prepare(named_cfg(tmp_path, "again"), log=quiet)  # deterministic: the same bytes
     assert again["splits"] == manifest["splits"]
-    assert "word_start_names" not in record  # left out unless set, so older manifests stay the same
-    favoured = prepare(named_cfg(tmp_path, "favoured", **{"augment.word_start_names": 0.5}), log=quiet)
-    assert favoured["augment"]["word_start_names"] == 0.5 and favoured["augment"]["word_start_names_listed"] > 0
-    assert favoured["splits"]["tatoeba/train_augmented"] != manifest["splits"]["tatoeba/train_augmented"]
     other = prepare(named_cfg(tmp_path, "other", **{"augment.seed": 7}), log=quiet)
     assert other["splits"]["tatoeba/train_augmented"] != manifest["splits"]["tatoeba/train_augmented"]
     assert other["splits"]["tatoeba/train"] == manifest["splits"]["tatoeba/train"]
@@ -235,8 +209,7 @@ def test_bad_settings_fail_in_one_line(tmp_path):
     raw_with_names(tmp_path)
     for key, value, message in [("augment.share", -1, "data.augment.share"), ("augment.kinds", ["dates"], "kinds"),
                                 ("augment.share", {"dates": 1}, "data.augment.share"),
-                                ("names_set.size", -3, "data.names_set.size"),
-                                ("augment.word_start_names", 1.5, "data.augment.word_start_names")]:
+                                ("names_set.size", -3, "data.names_set.size")]:
         with pytest.raises(DataError, match=message) as e:
             prepare(named_cfg(tmp_path, **{key: value}), log=quiet)
         assert "\n" not in str(e.value)

@@ -7,9 +7,8 @@ An entity is something the translation must carry through, found on BOTH sides o
   French form (`1 250`, `1250`, `1,250`, `3,5`, `7 h 45`, `19h45`, `7:45`).
 
 `augment_pairs` adds, for a share of the training pairs holding one, copies whose entities are swapped
-for others (names from names.txt, optionally favouring those that begin with a frequent English word,
-places of the same grammatical kind, random numbers of the same shape written as each side wrote the
-original). `names_test_set` builds the names-and-numbers test
+for others (names from names.txt, places of the same grammatical kind, random numbers of the same
+shape written as each side wrote the original). `names_test_set` builds the names-and-numbers test
 set from held-out test pairs with names and places that training never shows. `entity_kept` is the
 check behind the keep-rate of `seq2seq.evaluate.keep_rate`.
 """
@@ -19,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -27,7 +25,6 @@ from pathlib import Path
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
 LIST_FILES = ("names.txt", "names_heldout.txt", "places.tsv", "places_heldout.tsv")
 KINDS = ("names", "numbers", "places")
-WORD_START_MIN_COUNT = 50  # a name starts with a word when a prefix of 2+ letters is a word seen this often
 
 _NAME = re.compile(r"(?<![\w-])[^\W\d_]\w*(?:-[^\W\d_]\w*)*")  # a word that may be a name (no apostrophe)
 _EN_NUM = re.compile(r"(?<![\w.,:])(?:\d{1,2}:\d{2}|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\w]|[.,:]\d)")
@@ -113,27 +110,6 @@ def load_lists(directory: str | Path = LISTS_DIR) -> Lists:
     return Lists(tuple(_rows(d / "names.txt")), tuple(_rows(d / "names_heldout.txt")),
                  _places(d / "places.tsv"), _places(d / "places_heldout.tsv"),
                  {name: hashlib.sha256((d / name).read_bytes()).hexdigest() for name in LIST_FILES})
-
-
-def word_start_names(names: tuple[str, ...], english_texts, min_count: int = WORD_START_MIN_COUNT) -> tuple[str, ...]:
-    """The names that begin with a frequent word of `english_texts` (How|ard, May|a, Mary|am): those a
-    model most often reads as that word instead of copying them whole."""
-    counts = Counter(w for text in english_texts for w in re.findall(r"[^\W\d_]+", text.lower()))
-    return tuple(n for n in names if any(counts[n.lower()[:k]] >= min_count for k in range(2, len(n))))
-
-
-@dataclass(frozen=True)
-class NameDraw:
-    """Where substitute names come from: `names` uniformly, or with probability `share` from `favoured`."""
-
-    names: tuple[str, ...]
-    favoured: tuple[str, ...] = ()
-    share: float = 0.0
-
-    def __call__(self, rng: random.Random) -> str:
-        if self.favoured and rng.random() < self.share:
-            return rng.choice(self.favoured)
-        return rng.choice(self.names)
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -314,11 +290,11 @@ def _replace(text: str, edits: list[tuple[int, int, str]], french: bool) -> str:
     return text
 
 
-def _swap(entity: Entity, rng: random.Random, names: NameDraw, places: dict[str, list[Place]],
+def _swap(entity: Entity, rng: random.Random, names: tuple[str, ...], places: dict[str, list[Place]],
           used: set[str]) -> tuple[str, str] | None:
     """New (English, French) text for `entity`, or None when it cannot be swapped."""
     if entity.kind == "names":
-        pool = [n for n in (names(rng) for _ in range(20)) if n not in used] if names.names else []
+        pool = [n for n in (rng.choice(names) for _ in range(20)) if n not in used] if names else []
         return (pool[0], pool[0]) if pool else None
     if entity.kind == "places":
         pool = [p for p in places.get(entity.place.kind, ()) if p.en not in used]
@@ -343,10 +319,9 @@ def _by_kind(places) -> dict[str, list[Place]]:
     return out
 
 
-def substitute(src: str, tgt: str, entities: list[Entity], rng: random.Random, names: tuple[str, ...] | NameDraw,
+def substitute(src: str, tgt: str, entities: list[Entity], rng: random.Random, names: tuple[str, ...],
                places: dict[str, list[Place]]) -> tuple[str, str, list[tuple[str, str, str]]] | None:
     """The pair with every swappable entity swapped on both sides, and the swaps (kind, English, French)."""
-    names = names if isinstance(names, NameDraw) else NameDraw(tuple(names))
     en_edits, fr_edits, swaps = [], [], []
     used = {e.en for e in entities}
     for e in entities:
@@ -363,13 +338,13 @@ def substitute(src: str, tgt: str, entities: list[Entity], rng: random.Random, n
 
 
 def augment_pairs(pairs: list[tuple[str, str]], lists: Lists, share: float | dict[str, float], rng: random.Random,
-                  kinds=KINDS, names: NameDraw | None = None) -> tuple[list[tuple[str, str]], dict]:
+                  kinds=KINDS) -> tuple[list[tuple[str, str]], dict]:
     """Swapped copies of the pairs holding an entity: int(share) copies each, and one more with
     probability frac(share). `share` may be given by kind ({"numbers": 4, ...}; a kind left out gets
-    none); a pair gets the largest share of the kinds it holds. Names come from `names` (default: the
-    list's, uniformly). Returns (the copies in the order of `pairs`, counts)."""
+    none); a pair gets the largest share of the kinds it holds. Returns (the copies in the order of
+    `pairs`, counts)."""
     shares = share if isinstance(share, dict) else dict.fromkeys(kinds, share)
-    names, places = names or NameDraw(lists.names), _by_kind(lists.places)
+    names, places = lists.names, _by_kind(lists.places)
     out, stats = [], {"eligible": 0, "added": 0, **dict.fromkeys(kinds, 0)}
     for src, tgt in pairs:
         entities = find_entities(src, tgt, lists, kinds)

@@ -147,9 +147,6 @@ def _augment_cfg(data_cfg) -> dict:
             isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
         raise DataError(f"data.augment.share must be a number >= 0 or a mapping of data.augment.kinds to "
                         f"such numbers, not {share!r}")
-    favoured = out.get("word_start_names", 0.0)  # absent from older configs: then left out of the manifest
-    if isinstance(favoured, bool) or not isinstance(favoured, (int, float)) or not 0 <= favoured <= 1:
-        raise DataError(f"data.augment.word_start_names must be a number from 0 to 1, not {favoured!r}")
     return out
 
 
@@ -205,15 +202,9 @@ def _augment(splits: dict[str, Pairs], data_cfg) -> dict | None:
         return None
     lists = augment.load_lists()
     record = {**cfg, "lists": {k: v for k, v in lists.sha256.items() if "heldout" not in k}, "splits": {}}
-    train = [n for n in splits if n.endswith("/train")]
-    names = augment.NameDraw(lists.names)
-    if cfg.get("word_start_names"):
-        favoured = augment.word_start_names(lists.names, (src for n in train for src, _ in splits[n]))
-        names = augment.NameDraw(lists.names, favoured, cfg["word_start_names"])
-        record["word_start_names_listed"] = len(favoured)
-    for name in train:
+    for name in [n for n in splits if n.endswith("/train")]:
         rng = random.Random(f"augment:{cfg['seed']}:{name}")
-        copies, stats = augment.augment_pairs(splits[name], lists, cfg["share"], rng, tuple(cfg["kinds"]), names)
+        copies, stats = augment.augment_pairs(splits[name], lists, cfg["share"], rng, tuple(cfg["kinds"]))
         splits[f"{name}_augmented"] = copies
         record["splits"][f"{name}_augmented"] = stats
     return record
