@@ -31,11 +31,13 @@ from seq2seq.bench.serve import server as serve_process  # noqa: E402
 from seq2seq.cli import main  # noqa: E402
 from seq2seq.commands.serve import DEFAULT_LIMITS  # noqa: E402
 from seq2seq.config import compose  # noqa: E402
+from seq2seq.decode.unseen import source_words  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.model.directory import save_model_dir  # noqa: E402
 from seq2seq.serve.app import create_app  # noqa: E402
 from seq2seq.serve.engine import ServedModel, search  # noqa: E402
 from seq2seq.serve.schemas import Limits, Row, Settings  # noqa: E402
+from seq2seq.translator import Translator  # noqa: E402
 from seq2seq.viz.maps import cross_attention  # noqa: E402
 from tests.conftest import toy_pairs  # noqa: E402
 from tests.test_translator import make_model_dir  # noqa: E402
@@ -112,6 +114,15 @@ def test_one_result_per_input_in_order_and_an_empty_input_gives_an_empty_result(
     one = client.post("/translate", json={"text": "Woman sleeps."}).json()["results"]
     assert len(one) == 1 and one[0]["hypotheses"] == results[3]["hypotheses"]
     assert client.post("/translate", json={"text": []}).json() == {"model": "default", "results": []}
+
+
+def test_the_service_carries_unseen_names_unless_told_not_to(run_dir, toy_tokenizer):
+    seen = frozenset(source_words(en for en, _ in toy_pairs(2000, seed=7)))
+    translator = Translator(ServedModel.load("default", run_dir / "model").translator.model, toy_tokenizer,
+                            source_words=seen)
+    rows = [Row("Belmor sees the cat.", None, None, ())]
+    carried = search(translator, rows, Settings())[0].text
+    assert "Belmor" in carried.split() and "Belmor" not in search(translator, rows, Settings(copy_unseen=False))[0].text
 
 
 def test_prefixes_and_constraints_are_those_of_translate(client, run_dir, tmp_path, capsys):
@@ -243,6 +254,10 @@ BAD = [  # (method, path, body, headers, status, what the message says)
     ("post", "/translate", {"text": ["a", "b"], "constraints": ["chat"]}, None, 422, "one entry per sentence (2)"),
     ("post", "/translate", {"text": "a", "temperature": 1, "constraints": ["chat"]}, None, 422,
      "constraints need beam search"),
+    ("post", "/translate", {"text": "a", "temperature": 1, "copy_unseen": True}, None, 422,
+     "copy_unseen needs beam search"),
+    ("post", "/translate", {"text": "Belmor runs.", "copy_unseen": True}, None, 422,
+     "model 'default' lists no words its training saw: copy_unseen cannot be required"),
     ("post", "/translate", {"text": "a", "target_prefix": "b" * 200}, None, 422, "201 characters: at most 200"),
     ("post", "/translate", b" " * 10_001, None, 413, "request body of 10001 bytes: at most 10000"),
     ("post", "/translate", "chunked", None, 413, "request body over 10000 bytes"),

@@ -172,6 +172,8 @@ def add_routes(app: FastAPI) -> None:
         model, limits, texts = served(request, body.model), request.app.state.limits, body.texts
         check_text(texts, limits, body.extra_chars())
         settings, translator = body.settings(), model.translator
+        if settings.copy_unseen and translator.source_words is None:
+            raise Refused(422, f"model {body.model!r} lists no words its training saw: copy_unseen cannot be required")
         pieces = await run_in_threadpool(translator.split, texts)  # off the event loop, as the search is
         tokens = sum(len(ids) + 1 for line in pieces for ids in line)
         run = lambda rows: search(translator, rows, settings, limits.max_batch_tokens)  # noqa: E731

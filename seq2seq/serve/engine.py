@@ -18,7 +18,7 @@ def search(translator, rows: list[Row], settings: Settings, batch_tokens: int | 
     and keeps its own target prefix and constraints."""
     sampling = settings.temperature is not None
     config = SearchConfig(beam=settings.beam, nbest=settings.nbest, temperature=settings.temperature,
-                          top_k=settings.top_k, top_p=settings.top_p)
+                          top_k=settings.top_k, top_p=settings.top_p, copy_unseen=settings.copy_unseen)
     prefixes = [row.prefix for row in rows] if any(row.prefix for row in rows) else None
     constraints = [list(row.constraints) for row in rows] if any(row.constraints for row in rows) else None
     return translator.translate_full([row.text for row in rows], config, alignments=settings.alignments,

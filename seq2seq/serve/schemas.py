@@ -38,6 +38,7 @@ class Settings:
     top_k: int = 0
     top_p: float = 1.0
     alignments: bool = False
+    copy_unseen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class TranslateRequest(Strict):
     constraints: list[str] | list[list[str]] | None = Field(
         None, description="French phrases each translation must contain (beam search): a list of phrases for one "
                           "sentence, or one such list per sentence")
+    copy_unseen: bool | None = Field(
+        None, description="capitalised source words that training never saw must appear as written (beam search): "
+                          "null = when the model lists the words it saw, true = required, false = off")
 
     @model_validator(mode="after")
     def _check(self):
@@ -83,6 +87,8 @@ class TranslateRequest(Strict):
             raise ValueError("sampling (temperature) gives one translation per input: nbest must be 1")
         if self.temperature is not None and self.constraints:
             raise ValueError("constraints need beam search: drop temperature")
+        if self.temperature is not None and self.copy_unseen:
+            raise ValueError("copy_unseen needs beam search: drop temperature")
         n = len(self.texts)
         if len(self.prefixes) != n or len(self.constraint_lists) != n:
             raise ValueError(f"target_prefix and constraints need one entry per sentence ({n})")
@@ -116,7 +122,7 @@ class TranslateRequest(Strict):
         sampling = self.temperature is not None
         return Settings(beam=1 if sampling else self.beam, nbest=self.nbest, temperature=self.temperature,
                         top_k=self.top_k if sampling else 0, top_p=self.top_p if sampling else 1.0,
-                        alignments=self.alignments)
+                        alignments=self.alignments, copy_unseen=self.copy_unseen)
 
     def rows(self) -> list[Row]:
         """One Row per input; input i samples with seed + i."""
