@@ -287,12 +287,12 @@ class Translator:
         groups: dict[int, list[_Unit]] = {}
         for u in batch:
             needed = len(u.constraints) + len(u.names) + 1
-            if not search.sampling and needed > search.beam and not self._said_beam:
-                self.warn(f"warning: beam {search.beam} is too small for {needed - 1} constraints: "
+            usual = 2 * search.beam if u.names else search.beam  # banks need room: Post & Vilar (2018) search wider
+            if not search.sampling and needed > usual and not self._said_beam:
+                self.warn(f"warning: beam {usual} is too small for {needed - 1} constraints: "
                           f"raised to the number of constraints + 1 for such lines")
                 self._said_beam = True
-            wide = 2 * search.beam if u.names else 0  # banks need room: Post & Vilar (2018) search wider
-            groups.setdefault(max(search.beam, needed, wide), []).append(u)
+            groups.setdefault(max(usual, needed), []).append(u)
         for beam, units in groups.items():
             self._search_group(units, search if beam == search.beam else replace(search, beam=beam), generator, explain)
 
